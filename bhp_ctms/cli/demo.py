@@ -1,0 +1,54 @@
+"""``ctms demo``: the demo study with one user per role."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import click
+
+from bhp_ctms.accounts.services import password_problems
+from bhp_ctms.cli import CommandContext
+from bhp_ctms.cli._transaction import cli_actor, command_transaction
+from bhp_ctms.studies.demo import DemoDefinitionError, load_demo
+
+PASSWORD_VARIABLE = "BHP_CTMS_DEMO_PASSWORD"
+
+
+def _demo_password() -> str:
+    password = os.environ.get(PASSWORD_VARIABLE)
+    if password is None:
+        # Four random words' worth of entropy, easy to type from the terminal.
+        return "-".join(secrets.token_hex(3) for _ in range(4))
+    problems = password_problems(password)
+    if problems:
+        raise click.ClickException(f"{PASSWORD_VARIABLE}: {problems[0]}")
+    return password
+
+
+@click.command()
+@click.option(
+    "--definition",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The demo study file (default: forms/demo/study.yaml beside the ini file).",
+)
+@click.pass_obj
+def demo(context: CommandContext, definition: Path | None) -> None:
+    """Load the demo study DEMO with two sites and one user per role (idempotent)."""
+    path = definition or Path(context.settings.forms_dir or "forms") / "demo" / "study.yaml"
+    password = _demo_password()
+    try:
+        with command_transaction(context) as request:
+            study, users = load_demo(request.db, context.settings, cli_actor(), path, password)
+            study_code = study.code
+    except DemoDefinitionError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"Demo study {study_code} is ready. Log in as any of these users:")
+    width = max(len(user.username) for user in users)
+    for user in users:
+        click.echo(f"  {user.username:<{width}}  {user.role.label} ({user.where})")
+    click.echo(f"Password for every demo user: {password}")
+
+
+COMMANDS = [demo]

@@ -1,0 +1,66 @@
+"""The composition root: builds the Pyramid application from its settings."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from jinja2 import ChainableUndefined
+from pyramid.config import Configurator
+from pyramid.router import Router
+
+from bhp_ctms.resources import RootFactory
+from bhp_ctms.settings import Settings
+
+# The domains, in dependency order: each may use those above it, never those below.
+DOMAINS = (
+    "bhp_ctms.audit",
+    "bhp_ctms.accounts",
+    "bhp_ctms.studies",
+    "bhp_ctms.sites",
+)
+
+
+def configure(settings: Mapping[str, Any] | None = None) -> Configurator:
+    """Build the configuration; ``settings`` are the ini file's ``[app:main]`` values."""
+    raw = dict(settings or {})
+    typed = raw.get("bhp_ctms")
+    if not isinstance(typed, Settings):
+        typed = Settings.from_mapping(raw)
+    raw["bhp_ctms"] = typed
+    raw.setdefault("tm.manager_hook", "pyramid_tm.explicit_manager")
+    raw.setdefault("retry.attempts", 3)
+    raw.setdefault("jinja2.directories", ["bhp_ctms:templates", "nhsuk_frontend_jinja:templates"])
+    raw.setdefault("jinja2.filters", {"ukdate": "bhp_ctms.templating:ukdate"})
+    raw.setdefault("jinja2.trim_blocks", True)
+    raw.setdefault("jinja2.lstrip_blocks", True)
+
+    config = Configurator(settings=raw, root_factory=RootFactory)
+
+    config.include("pyramid_jinja2")
+    config.add_jinja2_renderer(".html")
+    # nhsuk-frontend-jinja's macros chain attribute look-ups on optional parameters.
+    config.action(
+        ("bhp_ctms", "jinja2-undefined"),
+        lambda: setattr(config.get_jinja2_environment(".html"), "undefined", ChainableUndefined),
+        order=999,
+    )
+
+    config.include("pyramid_retry")
+    config.include("pyramid_tm")
+    config.include("bhp_ctms.db")
+    config.include("bhp_ctms.sessions")
+    config.include("bhp_ctms.security")
+    config.include("bhp_ctms.headers")
+    config.include("bhp_ctms.tasks")
+    config.include("bhp_ctms.templating")
+    for domain in DOMAINS:
+        config.include(domain)
+    config.include("bhp_ctms.views")
+    config.scan("bhp_ctms", ignore=["bhp_ctms.cli"])
+    return config
+
+
+def main(global_config: Mapping[str, Any], **settings: Any) -> Router:
+    """PasteDeploy entry point (``pserve``, any WSGI server)."""
+    return configure(settings).make_wsgi_app()

@@ -1,0 +1,21 @@
+"""Every model of every domain, imported so the metadata is complete (for Alembic)."""
+
+from bhp_ctms.accounts.models import LoginAttempt, Membership, User
+from bhp_ctms.audit.models import AuditEvent
+from bhp_ctms.db import ModelBase
+from bhp_ctms.sessions import UserSession
+from bhp_ctms.sites.models import Site
+from bhp_ctms.studies.models import Study
+
+metadata = ModelBase.metadata
+
+__all__ = [
+    "AuditEvent",
+    "LoginAttempt",
+    "Membership",
+    "Site",
+    "Study",
+    "User",
+    "UserSession",
+    "metadata",
+]

@@ -1,0 +1,140 @@
+"""Roles, permissions and the role → permission matrix.
+
+This module is the single source of truth for who may do what: the resources'
+``__acl__`` lists are built from :data:`MATRIX`, and the README's matrix is printed
+from it (``ctms permissions``).
+
+How a membership becomes principals (see :mod:`bhp_ctms.security`):
+
+- a membership for all studies gives ``role:<role>``;
+- a membership for one study and all its sites gives ``study:<id>:role:<role>``;
+- a membership for one site gives ``site:<id>:role:<role>`` for that site and
+  ``study:<id>:site-role:<role>`` for the study around it. Study-level pages open to a
+  site role show only that user's sites: that filtering happens in the queries.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pyramid.authorization import Allow, Authenticated
+
+
+class Role(StrEnum):
+    CTU_ADMIN = "ctu_admin"
+    DATA_MANAGER = "data_manager"
+    SITE_COORDINATOR = "site_coordinator"
+    SITE_PI = "site_pi"
+    MONITOR = "monitor"
+    STATISTICIAN_BLINDED = "statistician_blinded"
+    STATISTICIAN_UNBLINDED = "statistician_unblinded"
+    AUDITOR = "auditor"
+
+    @property
+    def label(self) -> str:
+        return ROLE_LABELS[self]
+
+    @property
+    def is_blinded(self) -> bool:
+        """Blinded roles never see an arm, wherever it would appear."""
+        return self not in UNBLINDED_ROLES
+
+
+ROLE_LABELS = {
+    Role.CTU_ADMIN: "CTU admin",
+    Role.DATA_MANAGER: "Data manager",
+    Role.SITE_COORDINATOR: "Site coordinator",
+    Role.SITE_PI: "Site PI",
+    Role.MONITOR: "Monitor",
+    Role.STATISTICIAN_BLINDED: "Statistician (blinded)",
+    Role.STATISTICIAN_UNBLINDED: "Statistician (unblinded)",
+    Role.AUDITOR: "Auditor (read only)",
+}
+
+UNBLINDED_ROLES = frozenset({Role.STATISTICIAN_UNBLINDED})
+
+# Roles whose work is tied to one site; they are normally granted per site.
+SITE_ROLES = frozenset({Role.SITE_COORDINATOR, Role.SITE_PI})
+
+
+class Permissions(StrEnum):
+    """Every view names one of these; ``<area>:<action>``."""
+
+    ACCOUNT_MANAGE = "account:manage"
+    STUDIES_LIST = "studies:list"
+    STUDIES_VIEW = "studies:view"
+
+    @property
+    def description(self) -> str:
+        return PERMISSION_DESCRIPTIONS[self]
+
+
+PERMISSION_DESCRIPTIONS = {
+    Permissions.ACCOUNT_MANAGE: "manage one's own password and second factor",
+    Permissions.STUDIES_LIST: "see the dashboard of one's own studies and sites",
+    Permissions.STUDIES_VIEW: "open a study's overview (site staff see their own sites)",
+}
+
+# Permissions every signed-in user has, whatever their memberships.
+AUTHENTICATED_PERMISSIONS = frozenset({Permissions.ACCOUNT_MANAGE, Permissions.STUDIES_LIST})
+
+MATRIX: dict[Role, frozenset[Permissions]] = {
+    Role.CTU_ADMIN: frozenset({Permissions.STUDIES_VIEW}),
+    Role.DATA_MANAGER: frozenset({Permissions.STUDIES_VIEW}),
+    Role.SITE_COORDINATOR: frozenset({Permissions.STUDIES_VIEW}),
+    Role.SITE_PI: frozenset({Permissions.STUDIES_VIEW}),
+    Role.MONITOR: frozenset({Permissions.STUDIES_VIEW}),
+    Role.STATISTICIAN_BLINDED: frozenset({Permissions.STUDIES_VIEW}),
+    Role.STATISTICIAN_UNBLINDED: frozenset({Permissions.STUDIES_VIEW}),
+    Role.AUDITOR: frozenset({Permissions.STUDIES_VIEW}),
+}
+
+
+def global_principal(role: Role) -> str:
+    return f"role:{role}"
+
+
+def study_principal(study_id: int, role: Role) -> str:
+    return f"study:{study_id}:role:{role}"
+
+
+def study_site_role_principal(study_id: int, role: Role) -> str:
+    return f"study:{study_id}:site-role:{role}"
+
+
+def site_principal(site_id: int, role: Role) -> str:
+    return f"site:{site_id}:role:{role}"
+
+
+def root_acl() -> list[tuple[str, str, object]]:
+    """ACL outside any study: a signed-in user's own pages, and all-studies roles."""
+    acl: list[tuple[str, str, object]] = [
+        (Allow, Authenticated, permission) for permission in sorted(AUTHENTICATED_PERMISSIONS)
+    ]
+    for role, permissions in MATRIX.items():
+        acl.extend(
+            (Allow, global_principal(role), permission) for permission in sorted(permissions)
+        )
+    return acl
+
+
+def study_acl(study_id: int) -> list[tuple[str, str, str]]:
+    """ACL of a study: global, study-wide and site-scoped holders of each role."""
+    acl = []
+    for role, permissions in MATRIX.items():
+        for permission in sorted(permissions):
+            acl.append((Allow, global_principal(role), permission))
+            acl.append((Allow, study_principal(study_id, role), permission))
+            acl.append((Allow, study_site_role_principal(study_id, role), permission))
+    return acl
+
+
+def site_acl(study_id: int, site_id: int) -> list[tuple[str, str, str]]:
+    """ACL of one site: global and study-wide holders, and that site's own staff."""
+    acl = []
+    for role, permissions in MATRIX.items():
+        for permission in sorted(permissions):
+            acl.append((Allow, global_principal(role), permission))
+            acl.append((Allow, study_principal(study_id, role), permission))
+            acl.append((Allow, site_principal(site_id, role), permission))
+    return acl

@@ -1,0 +1,64 @@
+"""What a user can see of studies: their studies, roles and sites."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bhp_ctms.permissions import Role
+from bhp_ctms.sites.models import Site
+from bhp_ctms.sites.services import SiteScope, memberships_of
+from bhp_ctms.studies.models import Study
+
+
+@dataclass(frozen=True)
+class StudyAccess:
+    """One study as one user sees it."""
+
+    study: Study
+    roles: tuple[Role, ...]
+    sites: tuple[Site, ...]
+    all_sites: bool
+
+    @property
+    def role_labels(self) -> str:
+        return ", ".join(role.label for role in self.roles)
+
+
+def studies_for_user(db: Session, user_id: int) -> list[StudyAccess]:
+    """Every study the user holds a role in, with their roles and visible sites."""
+    memberships = memberships_of(db, user_id)
+    global_roles = {m.role for m in memberships if m.study_id is None}
+    if global_roles:
+        studies = list(db.scalars(select(Study).order_by(Study.code)))
+    else:
+        study_ids = {m.study_id for m in memberships}
+        studies = list(
+            db.scalars(select(Study).where(Study.id.in_(study_ids)).order_by(Study.code))
+        )
+    sites_by_study: dict[int, list[Site]] = {}
+    for site in db.scalars(
+        select(Site).where(Site.study_id.in_([s.id for s in studies])).order_by(Site.code)
+    ):
+        sites_by_study.setdefault(site.study_id, []).append(site)
+    result = []
+    for study in studies:
+        scope = SiteScope.for_memberships(study.id, memberships)
+        roles = global_roles | {m.role for m in memberships if m.study_id == study.id}
+        result.append(
+            StudyAccess(
+                study=study,
+                roles=tuple(sorted(roles, key=list(Role).index)),
+                sites=tuple(s for s in sites_by_study.get(study.id, []) if scope.allows(s.id)),
+                all_sites=scope.all_sites,
+            )
+        )
+    return result
+
+
+def studies_of_request_user(request: Any) -> list[StudyAccess]:
+    user = request.identity
+    return [] if user is None else studies_for_user(request.db, user.id)

@@ -1,0 +1,58 @@
+from setuptools import find_packages, setup
+
+INSTALL_REQUIRES = [
+    "alembic>=1.13",
+    "argon2-cffi>=23.1",
+    "celery[redis,sqlalchemy]>=5.4",
+    "click>=8.1",
+    "cryptography>=42",
+    "Jinja2>=3.1.6",
+    "kombu>=5.4",
+    "nhsuk-frontend-jinja==0.10.2",
+    "psycopg[binary]>=3.2",
+    "pyotp>=2.9",
+    "PyYAML>=6.0",
+    "pyramid>=2.0.2",
+    "pyramid_jinja2>=2.10",
+    "pyramid_retry>=2.1",
+    "pyramid_tm>=2.5",
+    "redis>=5",
+    "reportlab>=4.2",
+    "segno>=1.6",
+    "SQLAlchemy>=2.0.30",
+    "transaction>=4",
+    "waitress>=3",
+    "WTForms>=3.1",
+    "zope.interface>=6",
+    "zope.sqlalchemy>=3.1",
+    "zxcvbn>=4.4",
+]
+
+TESTS_REQUIRE = [
+    "factory_boy>=3.3",
+    "hypothesis>=6.100",
+    "playwright>=1.45",
+    "pytest>=8",
+    "pytest-xdist>=3.5",
+    "time-machine>=2.14",
+    "WebTest>=3",
+]
+
+DEV_REQUIRE = ["mypy>=1.10", "pre-commit>=3.7", "ruff>=0.5"]
+
+setup(
+    name="bhp_ctms",
+    version="0.1.0",
+    description="BHP CTMS: clinical trial management and electronic case report forms",
+    license="Apache-2.0",
+    python_requires=">=3.11",
+    packages=find_packages(include=["bhp_ctms", "bhp_ctms.*"]),
+    include_package_data=True,
+    package_data={"bhp_ctms": ["templates/**/*", "static/**/*", "data/*"]},
+    install_requires=INSTALL_REQUIRES,
+    extras_require={"tests": TESTS_REQUIRE, "dev": TESTS_REQUIRE + DEV_REQUIRE},
+    entry_points={
+        "paste.app_factory": ["main = bhp_ctms.config:main"],
+        "console_scripts": ["ctms = bhp_ctms.cli:ctms"],
+    },
+)
