@@ -32,6 +32,7 @@ def configure(settings: Mapping[str, Any] | None = None) -> Configurator:
     raw.setdefault("retry.attempts", 3)
     raw.setdefault("jinja2.directories", ["bhp_ctms:templates", "nhsuk_frontend_jinja:templates"])
     raw.setdefault("jinja2.filters", {"ukdate": "bhp_ctms.templating:ukdate"})
+    raw.setdefault("jinja2.extensions", ["jinja2.ext.do"])
     raw.setdefault("jinja2.trim_blocks", True)
     raw.setdefault("jinja2.lstrip_blocks", True)
 

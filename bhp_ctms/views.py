@@ -62,6 +62,8 @@ def _check_broker(request: Any) -> dict[str, Any]:
 def forbidden(request: Any) -> Any:
     if request.identity is None:
         query = {"next": request.path_qs} if request.method == "GET" else {}
+        if request.session.expired:
+            query["expired"] = "1"
         return HTTPFound(request.route_url("login", _query=query))
     request.response.status_int = 403
     return {}

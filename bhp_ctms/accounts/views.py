@@ -114,7 +114,7 @@ class LoginViews:
         return {
             "form": LoginForm(),
             "next": self.request.params.get("next", ""),
-            "session_expired": self.request.session.expired,
+            "session_expired": self.request.session.expired or "expired" in self.request.GET,
         }
 
     @view_config(request_method="POST", permission=NO_PERMISSION_REQUIRED)

@@ -17,7 +17,7 @@ import click
 
 from bhp_ctms.settings import SettingsError
 
-COMMAND_MODULES = ("db", "demo", "user", "worker", "run")
+COMMAND_MODULES = ("db", "demo", "user", "permissions", "worker", "run")
 
 
 @dataclass

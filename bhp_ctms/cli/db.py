@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import click
-
 from alembic import command
+
 from bhp_ctms.cli import CommandContext
 from bhp_ctms.migrations import alembic_config
 from bhp_ctms.settings import Settings, SettingsError
 
 
-def _settings(context: CommandContext) -> Settings:
+def read_settings(context: CommandContext) -> Settings:
+    """The settings of the ini file, without building the application."""
     # Read the settings without building the whole application: the schema may
     # not exist yet, and nothing else is needed to migrate it.
     from pyramid.paster import get_appsettings
@@ -27,7 +28,7 @@ def _settings(context: CommandContext) -> Settings:
 @click.pass_obj
 def initdb(context: CommandContext) -> None:
     """Create or migrate the database to the newest schema."""
-    command.upgrade(alembic_config(_settings(context)), "head")
+    command.upgrade(alembic_config(read_settings(context)), "head")
     click.echo("Database is at the newest schema.")
 
 
@@ -41,7 +42,7 @@ def db() -> None:
 @click.pass_obj
 def upgrade(context: CommandContext, revision: str) -> None:
     """Migrate up to REVISION (default: head)."""
-    command.upgrade(alembic_config(_settings(context)), revision)
+    command.upgrade(alembic_config(read_settings(context)), revision)
 
 
 @db.command()
@@ -49,7 +50,7 @@ def upgrade(context: CommandContext, revision: str) -> None:
 @click.pass_obj
 def downgrade(context: CommandContext, revision: str) -> None:
     """Migrate down to REVISION (e.g. -1 or base)."""
-    command.downgrade(alembic_config(_settings(context)), revision)
+    command.downgrade(alembic_config(read_settings(context)), revision)
 
 
 @db.command()
@@ -57,14 +58,14 @@ def downgrade(context: CommandContext, revision: str) -> None:
 @click.pass_obj
 def revision(context: CommandContext, message: str) -> None:
     """Write a new migration from the difference between the models and the database."""
-    command.revision(alembic_config(_settings(context)), message=message, autogenerate=True)
+    command.revision(alembic_config(read_settings(context)), message=message, autogenerate=True)
 
 
 @db.command()
 @click.pass_obj
 def current(context: CommandContext) -> None:
     """Show the database's current revision."""
-    command.current(alembic_config(_settings(context)), verbose=True)
+    command.current(alembic_config(read_settings(context)), verbose=True)
 
 
 COMMANDS = [initdb, db]

@@ -27,6 +27,23 @@ def _demo_password() -> str:
     return password
 
 
+def load_demo_study(context: CommandContext, definition: Path | None = None) -> str:
+    """Load the demo study and return what to tell the person at the terminal."""
+    path = definition or Path(context.settings.forms_dir or "forms") / "demo" / "study.yaml"
+    password = _demo_password()
+    try:
+        with command_transaction(context) as request:
+            study, users = load_demo(request.db, context.settings, cli_actor(), path, password)
+            study_code = study.code
+    except DemoDefinitionError as error:
+        raise click.ClickException(str(error)) from None
+    width = max(len(user.username) for user in users)
+    lines = [f"Demo study {study_code} is ready. Log in as any of these users:"]
+    lines += [f"  {user.username:<{width}}  {user.role.label} ({user.where})" for user in users]
+    lines.append(f"Password for every demo user: {password}")
+    return "\n".join(lines)
+
+
 @click.command()
 @click.option(
     "--definition",
@@ -36,19 +53,7 @@ def _demo_password() -> str:
 @click.pass_obj
 def demo(context: CommandContext, definition: Path | None) -> None:
     """Load the demo study DEMO with two sites and one user per role (idempotent)."""
-    path = definition or Path(context.settings.forms_dir or "forms") / "demo" / "study.yaml"
-    password = _demo_password()
-    try:
-        with command_transaction(context) as request:
-            study, users = load_demo(request.db, context.settings, cli_actor(), path, password)
-            study_code = study.code
-    except DemoDefinitionError as error:
-        raise click.ClickException(str(error)) from None
-    click.echo(f"Demo study {study_code} is ready. Log in as any of these users:")
-    width = max(len(user.username) for user in users)
-    for user in users:
-        click.echo(f"  {user.username:<{width}}  {user.role.label} ({user.where})")
-    click.echo(f"Password for every demo user: {password}")
+    click.echo(load_demo_study(context, definition))
 
 
 COMMANDS = [demo]
