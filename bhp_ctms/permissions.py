@@ -120,7 +120,7 @@ def root_acl() -> list[tuple[str, str, object]]:
 
 def study_acl(study_id: int) -> list[tuple[str, str, str]]:
     """ACL of a study: global, study-wide and site-scoped holders of each role."""
-    acl = []
+    acl: list[tuple[str, str, str]] = []
     for role, permissions in MATRIX.items():
         for permission in sorted(permissions):
             acl.append((Allow, global_principal(role), permission))
@@ -131,7 +131,7 @@ def study_acl(study_id: int) -> list[tuple[str, str, str]]:
 
 def site_acl(study_id: int, site_id: int) -> list[tuple[str, str, str]]:
     """ACL of one site: global and study-wide holders, and that site's own staff."""
-    acl = []
+    acl: list[tuple[str, str, str]] = []
     for role, permissions in MATRIX.items():
         for permission in sorted(permissions):
             acl.append((Allow, global_principal(role), permission))

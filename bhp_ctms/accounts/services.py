@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 from functools import lru_cache
+from typing import Any
 
 import argon2
 import pyotp
 import zxcvbn
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
@@ -493,8 +494,9 @@ def _verify_hash(password_hash: str, password: str) -> bool:
         return False
 
 
-def _is(column: object, value: int | None) -> object:
-    return column.is_(None) if value is None else column == value  # type: ignore[attr-defined]
+def _is(column: Any, value: int | None) -> ColumnElement[bool]:
+    """``column IS NULL`` for None (SQL's ``= NULL`` is never true), else equality."""
+    return column.is_(None) if value is None else column == value  # type: ignore[no-any-return]
 
 
 def _as_user(actor: AuditActor, user: User) -> AuditActor:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from bhp_ctms.accounts.models import Membership
 from bhp_ctms.sites.models import Site
 
-T = TypeVar("T", bound=tuple[Any, ...])
+T = TypeVar("T", bound=Any)
 
 
 @dataclass(frozen=True)

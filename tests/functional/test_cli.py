@@ -59,7 +59,16 @@ def test_demo_is_idempotent_and_prints_its_log_ins(ini):
     assert run(ini, "initdb").exit_code == 0
     first = run(ini, "demo")
     assert first.exit_code == 0, first.output
-    for username in ("admin", "datamanager", "coordinator", "pi", "monitor", "statistician", "unblinded", "auditor"):
+    for username in (
+        "admin",
+        "datamanager",
+        "coordinator",
+        "pi",
+        "monitor",
+        "statistician",
+        "unblinded",
+        "auditor",
+    ):
         assert username in first.output
     assert "lighthouse-cabbage-origami" in first.output
     counts = (
@@ -80,11 +89,34 @@ def test_demo_is_idempotent_and_prints_its_log_ins(ini):
 def test_user_add_grant_revoke_and_disable_are_audited(ini):
     run(ini, "initdb")
     run(ini, "demo")
-    added = run(ini, "user", "add", "jsmith", "--full-name", "Jo Smith", "--password-stdin", input="saffron-kettle-meadow-42\n")
+    added = run(
+        ini,
+        "user",
+        "add",
+        "jsmith",
+        "--full-name",
+        "Jo Smith",
+        "--password-stdin",
+        input="saffron-kettle-meadow-42\n",
+    )
     assert added.exit_code == 0, added.output
-    granted = run(ini, "user", "grant", "jsmith", "site_coordinator", "--study", "DEMO", "--site", "NTH")
+    granted = run(
+        ini, "user", "grant", "jsmith", "site_coordinator", "--study", "DEMO", "--site", "NTH"
+    )
     assert "Granted Site coordinator to jsmith in study DEMO, site NTH" in granted.output
-    revoked = run(ini, "user", "revoke", "jsmith", "site_coordinator", "--study", "DEMO", "--site", "NTH", "--reason", "moved")
+    revoked = run(
+        ini,
+        "user",
+        "revoke",
+        "jsmith",
+        "site_coordinator",
+        "--study",
+        "DEMO",
+        "--site",
+        "NTH",
+        "--reason",
+        "moved",
+    )
     assert revoked.exit_code == 0, revoked.output
     disabled = run(ini, "user", "disable", "jsmith", "--reason", "left the unit")
     assert "ended 0 session(s)" in disabled.output

@@ -40,7 +40,9 @@ def route_views(registry) -> list[RouteView]:
         view = entry["introspectable"]
         if view["route_name"] is None:
             continue  # exception, forbidden and not-found views belong to no route
-        permissions = [r.discriminator for r in entry["related"] if r.category_name == "permissions"]
+        permissions = [
+            r.discriminator for r in entry["related"] if r.category_name == "permissions"
+        ]
         found.append(
             RouteView(
                 route_name=view["route_name"],
@@ -72,7 +74,9 @@ def test_every_route_view_names_a_permission(app):
 
 def test_every_route_is_reached_by_the_walk(app):
     names = {view.route_name for view in route_views(app.app.registry)}
-    registered = {r["introspectable"]["name"] for r in app.app.registry.introspector.get_category("routes")}
+    registered = {
+        r["introspectable"]["name"] for r in app.app.registry.introspector.get_category("routes")
+    }
     assert names == registered, f"routes without any view: {registered - names}"
 
 
@@ -112,7 +116,9 @@ def test_site_staff_see_only_their_own_sites(app, db_session):
     site_a = SiteFactory(study=study, code="AAA", name="Site Alpha")
     SiteFactory(study=study, code="BBB", name="Site Beta")
     coordinator = UserFactory(username="cora")
-    MembershipFactory(user=coordinator, role=Role.SITE_COORDINATOR, study_id=study.id, site_id=site_a.id)
+    MembershipFactory(
+        user=coordinator, role=Role.SITE_COORDINATOR, study_id=study.id, site_id=site_a.id
+    )
     dashboard = login(app, "cora")
     assert "Site Alpha" in dashboard.text and "Site Beta" not in dashboard.text
     page = app.get("/studies/TWO/")

@@ -17,7 +17,10 @@ BASE = {
 def test_environment_overrides_the_ini_file():
     settings = Settings.from_mapping(
         {**BASE, "bhp_ctms.session_idle_timeout": "30"},
-        environ={"BHP_CTMS_SESSION_IDLE_TIMEOUT": "10", "BHP_CTMS_MFA_REQUIRED_ROLES": "monitor, auditor"},
+        environ={
+            "BHP_CTMS_SESSION_IDLE_TIMEOUT": "10",
+            "BHP_CTMS_MFA_REQUIRED_ROLES": "monitor, auditor",
+        },
     )
     assert settings.session_idle_timeout == timedelta(minutes=10)
     assert settings.mfa_required_roles == {Role.MONITOR, Role.AUDITOR}
