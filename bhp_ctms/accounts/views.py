@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -55,8 +54,9 @@ def _locked_message(until: datetime | None) -> str:
 
 
 def _qr_code_data_uri(uri: str) -> str:
-    svg = segno.make(uri, error="m").svg_inline(scale=5, title="QR code for your authenticator app")
-    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode("utf-8")).decode("ascii")
+    return str(
+        segno.make(uri, error="m").svg_data_uri(scale=5, title="QR code for your authenticator app")
+    )
 
 
 class LoginFlow:
