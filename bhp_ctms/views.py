@@ -81,7 +81,9 @@ def bad_csrf_token(request: Any) -> dict[str, Any]:
     return {}
 
 
-@exception_view_config(Exception, renderer="errors/500.html")
+# Not for errors pyramid_retry will replay (on the last attempt they are not retryable
+# any more, so the page is shown then).
+@exception_view_config(Exception, renderer="errors/500.html", retryable_error=False)
 def server_error(request: Any) -> dict[str, Any]:
     log.exception("unhandled error on %s", request.path, exc_info=request.exc_info)
     request.response.status_int = 500

@@ -11,9 +11,10 @@ from bhp_ctms.settings import Settings, SettingsError
 
 
 def read_settings(context: CommandContext) -> Settings:
-    """The settings of the ini file, without building the application."""
-    # Read the settings without building the whole application: the schema may
-    # not exist yet, and nothing else is needed to migrate it.
+    """The settings of the ini file, without building the application.
+
+    Migrating needs nothing else, and the schema may not exist yet.
+    """
     from pyramid.paster import get_appsettings
 
     try:
