@@ -8,16 +8,14 @@ Database tests run on SQLite always and on PostgreSQL too when
 from __future__ import annotations
 
 import dataclasses
-import os
-import uuid
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 from alembic import command
-from sqlalchemy import Connection, Engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 from webtest import TestApp
 
@@ -25,53 +23,22 @@ from bhp_ctms.config import configure
 from bhp_ctms.db import create_database_engine
 from bhp_ctms.migrations import alembic_config
 from bhp_ctms.settings import Environment, Settings
+from tests.databases import BACKENDS, throwaway_database
 from tests.factories import bind_factories
 
-POSTGRESQL_URL = os.environ.get("BHP_CTMS_TEST_DATABASE_URL", "")
-BACKENDS = ["sqlite", "postgresql"] if POSTGRESQL_URL else ["sqlite"]
 TEST_SECRET_KEY = "test-secret-key-" + "x" * 32
-
-
-def _worker_id() -> str:
-    return os.environ.get("PYTEST_XDIST_WORKER", "main")
-
-
-def create_postgresql_database(base_url: str, name: str) -> str:
-    """Create an empty PostgreSQL database beside ``base_url``; returns its URL."""
-    admin = create_database_engine(base_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        admin.dispose()
-    return make_url(base_url).set(database=name).render_as_string(hide_password=False)
-
-
-def drop_postgresql_database(base_url: str, name: str) -> None:
-    admin = create_database_engine(base_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
 
 
 @pytest.fixture(scope="session")
 def fresh_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], str]]:
     """A factory of new, empty databases on a backend ("sqlite" or "postgresql")."""
-    created: list[str] = []
+    with ExitStack() as databases:
 
-    def make(backend: str) -> str:
-        name = f"ctms_test_{_worker_id()}_{uuid.uuid4().hex[:8]}"
-        if backend == "sqlite":
-            return f"sqlite:///{tmp_path_factory.mktemp('db') / (name + '.sqlite')}"
-        created.append(name)
-        return create_postgresql_database(POSTGRESQL_URL, name)
+        def make(backend: str) -> str:
+            directory = tmp_path_factory.mktemp("db")
+            return databases.enter_context(throwaway_database(backend, directory, "ctms_test"))
 
-    yield make
-    for name in created:
-        drop_postgresql_database(POSTGRESQL_URL, name)
+        yield make
 
 
 @pytest.fixture(scope="session", params=BACKENDS)

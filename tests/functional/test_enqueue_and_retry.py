@@ -9,7 +9,6 @@ locked"). ``pyramid_retry`` replays the request; the messages that reach the bro
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,8 +18,7 @@ import pytest
 from alembic import command
 from kombu.message import Message
 from pyramid.security import NO_PERMISSION_REQUIRED
-from sqlalchemy import String, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import String, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from webtest import TestApp
 
@@ -29,10 +27,9 @@ from bhp_ctms.db import create_database_engine
 from bhp_ctms.migrations import alembic_config
 from bhp_ctms.settings import Environment, Settings
 from bhp_ctms.tasks import CELERY_APP_KEY, purge_expired_sessions
+from tests.databases import BACKENDS, throwaway_database
 from tests.worker.database_errors import provoke_transient_error
 
-POSTGRESQL_URL = os.environ.get("BHP_CTMS_TEST_DATABASE_URL", "")
-BACKENDS = ["sqlite", "postgresql"] if POSTGRESQL_URL else ["sqlite"]
 TEST_SECRET_KEY = "enqueue-test-secret-key-" + "x" * 32
 PURGE_TASK_NAME = "bhp_ctms.tasks.purge_expired_sessions"
 
@@ -48,35 +45,18 @@ class EnqueueProbeRow(ProbeBase):
     label: Mapped[str] = mapped_column(String(64), unique=True)
 
 
-def _admin_execute(statement: str) -> None:
-    admin = create_database_engine(POSTGRESQL_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(statement))
-    finally:
-        admin.dispose()
-
-
 @pytest.fixture(scope="module", params=BACKENDS)
 def enqueue_database_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """A throwaway database, migrated, with the probe table."""
-    name = f"ctms_enqueue_{uuid.uuid4().hex[:12]}"
-    if request.param == "postgresql":
-        _admin_execute(f'CREATE DATABASE "{name}"')
-        url = make_url(POSTGRESQL_URL).set(database=name).render_as_string(hide_password=False)
-    else:
-        url = f"sqlite:///{tmp_path_factory.mktemp('enqueue') / (name + '.sqlite')}"
-    try:
+    directory = tmp_path_factory.mktemp("enqueue")
+    with throwaway_database(request.param, directory, "ctms_enqueue") as url:
         command.upgrade(alembic_config(database_url=url), "head")
         engine = create_database_engine(url)
         ProbeBase.metadata.create_all(engine)
         engine.dispose()
         yield url
-    finally:
-        if request.param == "postgresql":
-            _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

@@ -25,16 +25,13 @@ from typing import Any
 import pyramid.scripting
 from celery.result import AsyncResult
 from pyramid.paster import get_appsettings
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
-from bhp_ctms.db import create_database_engine
 from bhp_ctms.settings import Settings
 from bhp_ctms.tasks import CELERY_APP_KEY
+from tests.databases import POSTGRESQL_URL, throwaway_database
 from tests.worker import probe_app
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-POSTGRESQL_URL = os.environ.get("BHP_CTMS_TEST_DATABASE_URL", "")
 REDIS_URL = os.environ.get("BHP_CTMS_TEST_BROKER_URL", "")
 RESULT_TIMEOUT_SECONDS = 30
 STARTUP_TIMEOUT_SECONDS = 30
@@ -121,26 +118,6 @@ format = %(asctime)s %(levelname)-5.5s [%(name)s][%(processName)s] %(message)s
 """
     )
     return path
-
-
-def create_postgresql_database(name: str) -> str:
-    """An empty database beside ``BHP_CTMS_TEST_DATABASE_URL``; returns its URL."""
-    admin = create_database_engine(POSTGRESQL_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        admin.dispose()
-    return make_url(POSTGRESQL_URL).set(database=name).render_as_string(hide_password=False)
-
-
-def drop_postgresql_database(name: str) -> None:
-    admin = create_database_engine(POSTGRESQL_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
 
 
 @dataclass
@@ -241,11 +218,11 @@ class Deployment:
 def deploy(stack: Stack, directory: Path) -> Iterator[Deployment]:
     """Deploy ``stack`` in ``directory``: its own database, broker queue and ini file."""
     suffix = uuid.uuid4().hex[:12]
-    postgresql_database = f"ctms_worker_{suffix}" if stack.database == "postgresql" else None
-    if postgresql_database is not None:
-        database_url = create_postgresql_database(postgresql_database)
-    else:
-        database_url = f"sqlite:///{directory / 'ctms.sqlite'}"
+    with throwaway_database(stack.database, directory, "ctms_worker") as database_url:
+        yield from _deploy(stack, directory, suffix, database_url)
+
+
+def _deploy(stack: Stack, directory: Path, suffix: str, database_url: str) -> Iterator[Deployment]:
     if stack.broker == "redis":
         broker_url = result_backend = REDIS_URL
     else:
@@ -257,33 +234,29 @@ def deploy(stack: Stack, directory: Path) -> Iterator[Deployment]:
         broker_url=broker_url,
         result_backend=result_backend,
     )
+    subprocess.run(
+        [ctms_executable(), "-c", str(ini_path), "initdb"],
+        check=True,
+        capture_output=True,
+        env=subprocess_environment(),
+    )
+    settings = Settings.from_mapping(get_appsettings(str(ini_path)), environ={})
+    application = probe_app.main({}, bhp_ctms=settings)
+    deployment = Deployment(
+        stack=stack,
+        directory=directory,
+        ini_path=ini_path,
+        database_url=database_url,
+        queue=f"ctms-test-{suffix}",
+        registry=application.registry,
+    )
     try:
-        subprocess.run(
-            [ctms_executable(), "-c", str(ini_path), "initdb"],
-            check=True,
-            capture_output=True,
-            env=subprocess_environment(),
-        )
-        settings = Settings.from_mapping(get_appsettings(str(ini_path)), environ={})
-        application = probe_app.main({}, bhp_ctms=settings)
-        deployment = Deployment(
-            stack=stack,
-            directory=directory,
-            ini_path=ini_path,
-            database_url=database_url,
-            queue=f"ctms-test-{suffix}",
-            registry=application.registry,
-        )
-        try:
-            yield deployment
-        finally:
-            # The queue (and, on Redis, its bindings) goes with the deployment.
-            queue = deployment.celery_app.amqp.queues[deployment.queue]
-            with deployment.celery_app.connection_for_write() as connection:
-                bound = queue(connection.default_channel)
-                bound.declare()
-                bound.delete()
-            application.registry["sqlalchemy.engine"].dispose()
+        yield deployment
     finally:
-        if postgresql_database is not None:
-            drop_postgresql_database(postgresql_database)
+        # The queue (and, on Redis, its bindings) goes with the deployment.
+        queue = deployment.celery_app.amqp.queues[deployment.queue]
+        with deployment.celery_app.connection_for_write() as connection:
+            bound = queue(connection.default_channel)
+            bound.declare()
+            bound.delete()
+        application.registry["sqlalchemy.engine"].dispose()

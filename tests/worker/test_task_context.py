@@ -27,15 +27,12 @@ from bhp_ctms.db import create_database_engine
 from bhp_ctms.migrations import alembic_config
 from bhp_ctms.settings import Environment, Settings
 from bhp_ctms.tasks import CELERY_APP_KEY, find_task, purge_expired_sessions
+from tests.databases import BACKENDS, throwaway_database
 from tests.worker.database_errors import provoke_transient_error
 from tests.worker.deployments import (
-    POSTGRESQL_URL,
     TEST_SECRET_KEY,
-    create_postgresql_database,
-    drop_postgresql_database,
 )
 
-BACKENDS = ["sqlite", "postgresql"] if POSTGRESQL_URL else ["sqlite"]
 ACTOR = AuditActor(
     user_id=7, name="Rosalind Franklin", role="statistician", request_id="enqueuing-request"
 )
@@ -57,20 +54,13 @@ def task_database_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """A migrated database of its own, with the probe table."""
-    name = f"ctms_tasks_{uuid.uuid4().hex[:12]}"
-    if request.param == "postgresql":
-        url = create_postgresql_database(name)
-    else:
-        url = f"sqlite:///{tmp_path_factory.mktemp('tasks') / (name + '.sqlite')}"
-    try:
+    directory = tmp_path_factory.mktemp("tasks")
+    with throwaway_database(request.param, directory, "ctms_tasks") as url:
         command.upgrade(alembic_config(database_url=url), "head")
         engine = create_database_engine(url)
         ProbeBase.metadata.create_all(engine)
         engine.dispose()
         yield url
-    finally:
-        if request.param == "postgresql":
-            drop_postgresql_database(name)
 
 
 @pytest.fixture
