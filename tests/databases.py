@@ -9,10 +9,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import text
+from alembic import command
+from sqlalchemy import MetaData, text
 from sqlalchemy.engine import make_url
 
 from bhp_ctms.db import create_database_engine
+from bhp_ctms.migrations import alembic_config
 
 POSTGRESQL_URL = os.environ.get("BHP_CTMS_TEST_DATABASE_URL", "")
 BACKENDS = ["sqlite", "postgresql"] if POSTGRESQL_URL else ["sqlite"]
@@ -40,3 +42,14 @@ def throwaway_database(backend: str, directory: Path, prefix: str) -> Iterator[s
         yield make_url(POSTGRESQL_URL).set(database=name).render_as_string(hide_password=False)
     finally:
         _administer(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def migrate(url: str, *extra: MetaData) -> None:
+    """Bring a database to the newest schema, plus any test-only tables in ``extra``."""
+    command.upgrade(alembic_config(database_url=url), "head")
+    engine = create_database_engine(url)
+    try:
+        for metadata in extra:
+            metadata.create_all(engine)
+    finally:
+        engine.dispose()

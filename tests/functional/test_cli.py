@@ -19,6 +19,16 @@ from bhp_ctms.sessions import UserSession
 from bhp_ctms.studies.models import Study
 
 ROOT = Path(__file__).resolve().parents[2]
+DEMO_USERS = (
+    "admin",
+    "datamanager",
+    "coordinator",
+    "pi",
+    "monitor",
+    "statistician",
+    "unblinded",
+    "auditor",
+)
 
 
 @pytest.fixture
@@ -59,16 +69,7 @@ def test_demo_is_idempotent_and_prints_its_log_ins(ini):
     assert run(ini, "initdb").exit_code == 0
     first = run(ini, "demo")
     assert first.exit_code == 0, first.output
-    for username in (
-        "admin",
-        "datamanager",
-        "coordinator",
-        "pi",
-        "monitor",
-        "statistician",
-        "unblinded",
-        "auditor",
-    ):
+    for username in DEMO_USERS:
         assert username in first.output
     assert "lighthouse-cabbage-origami" in first.output
     counts = (

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from alembic import command
 from kombu.message import Message
 from pyramid.security import NO_PERMISSION_REQUIRED
 from sqlalchemy import String, select
@@ -24,10 +23,9 @@ from webtest import TestApp
 
 from bhp_ctms.config import configure
 from bhp_ctms.db import create_database_engine
-from bhp_ctms.migrations import alembic_config
 from bhp_ctms.settings import Environment, Settings
 from bhp_ctms.tasks import CELERY_APP_KEY, purge_expired_sessions
-from tests.databases import BACKENDS, throwaway_database
+from tests.databases import BACKENDS, migrate, throwaway_database
 from tests.worker.database_errors import provoke_transient_error
 
 TEST_SECRET_KEY = "enqueue-test-secret-key-" + "x" * 32
@@ -52,10 +50,7 @@ def enqueue_database_url(
     """A throwaway database, migrated, with the probe table."""
     directory = tmp_path_factory.mktemp("enqueue")
     with throwaway_database(request.param, directory, "ctms_enqueue") as url:
-        command.upgrade(alembic_config(database_url=url), "head")
-        engine = create_database_engine(url)
-        ProbeBase.metadata.create_all(engine)
-        engine.dispose()
+        migrate(url, ProbeBase.metadata)
         yield url
 
 

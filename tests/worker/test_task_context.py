@@ -14,7 +14,6 @@ from typing import Any
 
 import pyramid.scripting
 import pytest
-from alembic import command
 from pyramid.exceptions import ConfigurationError
 from pyramid.registry import Registry
 from sqlalchemy import String, func, select
@@ -24,10 +23,9 @@ from transaction.interfaces import NoTransaction
 from bhp_ctms.audit.services import AuditActor
 from bhp_ctms.config import configure
 from bhp_ctms.db import create_database_engine
-from bhp_ctms.migrations import alembic_config
 from bhp_ctms.settings import Environment, Settings
 from bhp_ctms.tasks import CELERY_APP_KEY, find_task, purge_expired_sessions
-from tests.databases import BACKENDS, throwaway_database
+from tests.databases import BACKENDS, migrate, throwaway_database
 from tests.worker.database_errors import provoke_transient_error
 from tests.worker.deployments import (
     TEST_SECRET_KEY,
@@ -56,10 +54,7 @@ def task_database_url(
     """A migrated database of its own, with the probe table."""
     directory = tmp_path_factory.mktemp("tasks")
     with throwaway_database(request.param, directory, "ctms_tasks") as url:
-        command.upgrade(alembic_config(database_url=url), "head")
-        engine = create_database_engine(url)
-        ProbeBase.metadata.create_all(engine)
-        engine.dispose()
+        migrate(url, ProbeBase.metadata)
         yield url
 
 
