@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Index, String, Text
+from sqlalchemy import JSON, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bhp_ctms.db import ModelBase, utcnow
@@ -20,7 +20,10 @@ class AuditEvent(ModelBase):
     """
 
     __tablename__ = "audit_events"
-    __table_args__ = (Index("ix_audit_events_study_id_id", "study_id", "id"),)
+    __table_args__ = (
+        Index("ix_audit_events_study_id_id", "study_id", "id"),
+        UniqueConstraint("chain", "sequence"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -37,3 +40,9 @@ class AuditEvent(ModelBase):
     subject_user_id: Mapped[int | None] = mapped_column(index=True)
     reason: Mapped[str] = mapped_column(Text, default="")
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The hash chain (see bhp_ctms.audit.chain): "system" or "study:<id>", the
+    # event's place in it, and the hashes that link it to the event before.
+    chain: Mapped[str] = mapped_column(String(32))
+    sequence: Mapped[int]
+    previous_hash: Mapped[str] = mapped_column(String(64))
+    event_hash: Mapped[str] = mapped_column(String(64))

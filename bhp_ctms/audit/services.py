@@ -12,7 +12,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from bhp_ctms.audit.chain import seal
 from bhp_ctms.audit.models import AuditEvent
+from bhp_ctms.db import utcnow
 
 
 @dataclass(frozen=True)
@@ -43,8 +45,9 @@ def record_event(
     reason: str = "",
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    """Append one audit event to the current transaction."""
+    """Append one audit event to the current transaction, sealed into its hash chain."""
     event = AuditEvent(
+        occurred_at=utcnow(),
         action=action,
         actor_id=actor.user_id,
         actor_name=actor.name,
@@ -59,5 +62,7 @@ def record_event(
         reason=reason,
         details=details or {},
     )
+    seal(db, event)
     db.add(event)
+    db.flush()
     return event

@@ -17,7 +17,7 @@ import click
 
 from bhp_ctms.settings import SettingsError
 
-COMMAND_MODULES = ("db", "demo", "user", "permissions", "worker", "run")
+COMMAND_MODULES = ("db", "demo", "user", "permissions", "audit", "worker", "run")
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -61,7 +62,7 @@ def count(ini, statement):
 
 def test_help_lists_the_commands():
     result = CliRunner().invoke(ctms, ["--help"])
-    for name in ("initdb", "demo", "worker", "user", "run", "db", "permissions"):
+    for name in ("initdb", "demo", "worker", "user", "run", "db", "permissions", "audit"):
         assert re.search(rf"^\s+{name}\s", result.output, re.MULTILINE), name
 
 
@@ -157,3 +158,24 @@ def test_initdb_works_from_a_copy_of_the_repository_files(tmp_path, monkeypatch)
     result = CliRunner().invoke(ctms, ["-c", str(tmp_path / "development.ini"), "initdb"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "var" / "ctms.sqlite").exists()
+
+
+def test_audit_verify_passes_then_names_the_first_edited_event(ini):
+    run(ini, "initdb")
+    run(ini, "demo")
+    intact = run(ini, "audit", "verify")
+    assert intact.exit_code == 0, intact.output
+    assert "chain system:" in intact.output and "intact" in intact.output
+    database = sqlite3.connect(Path(ini).parent / "var" / "ctms.sqlite")
+    with database:
+        database.execute("DROP TRIGGER audit_events_no_update")
+        database.execute(
+            "UPDATE audit_events SET actor_name = 'someone else' "
+            "WHERE chain = 'system' AND sequence = 3"
+        )
+    database.close()
+    broken = run(ini, "audit", "verify")
+    assert broken.exit_code == 1
+    assert "chain system" in broken.output and "(sequence 3)" in broken.output
+    assert "edited" in broken.output
+    assert run(ini, "audit", "verify", "--study", "DEMO").exit_code == 0
