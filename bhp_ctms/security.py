@@ -11,7 +11,6 @@ from typing import Any
 
 from pyramid.authorization import ACLHelper, Authenticated, Everyone
 from pyramid.csrf import SessionCSRFStoragePolicy
-from sqlalchemy import select
 
 from bhp_ctms.accounts.models import Membership, User
 from bhp_ctms.db import utcnow
@@ -21,6 +20,7 @@ from bhp_ctms.permissions import (
     study_principal,
     study_site_role_principal,
 )
+from bhp_ctms.sites.services import memberships_of
 
 SESSION_USER_KEY = "auth.user_id"
 SESSION_AUTHENTICATED_AT_KEY = "auth.at"
@@ -68,10 +68,7 @@ class SecurityPolicy:
         if user is None:
             return principals
         principals |= {Authenticated, f"user:{user.id}"}
-        memberships = request.db.scalars(
-            select(Membership).where(Membership.user_id == user.id)
-        ).all()
-        principals |= principals_for_memberships(list(memberships))
+        principals |= principals_for_memberships(request_memberships(request))
         return principals
 
     def permits(self, request: Any, context: Any, permission: str) -> Any:
@@ -98,12 +95,27 @@ class SecurityPolicy:
 _MISSING = object()
 
 
+def request_memberships(request: Any) -> list[Membership]:
+    """The signed-in user's memberships, loaded once per request (``request.memberships``).
+
+    Both the permission check and the pages' study lists use them.
+    """
+    cached = vars(request).get("_bhp_memberships")
+    if cached is None:
+        user = request.identity
+        cached = [] if user is None else memberships_of(request.db, user.id)
+        request._bhp_memberships = cached
+    return cached  # type: ignore[no-any-return]
+
+
 def _forget_cached_identity(request: Any) -> None:
     vars(request).pop("_bhp_identity", None)
     vars(request).pop("_bhp_principals", None)
+    vars(request).pop("_bhp_memberships", None)
 
 
 def includeme(config: Any) -> None:
     config.set_security_policy(SecurityPolicy())
     config.set_csrf_storage_policy(SessionCSRFStoragePolicy())
     config.set_default_csrf_options(require_csrf=True)
+    config.add_request_method(request_memberships, name="memberships", property=True)

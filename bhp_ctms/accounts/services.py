@@ -203,14 +203,7 @@ class AccountService:
         """Grant a role; granting one the user already holds changes nothing."""
         if site_id is not None and study_id is None:
             raise AccountError("A site role must name its study")
-        existing = self.db.scalars(
-            select(Membership).where(
-                Membership.user_id == user.id,
-                Membership.role == role,
-                _is(Membership.study_id, study_id),
-                _is(Membership.site_id, site_id),
-            )
-        ).first()
+        existing = self.find_membership(user, role, study_id=study_id, site_id=site_id)
         if existing is not None:
             return existing
         membership = Membership(
@@ -235,6 +228,19 @@ class AccountService:
             details={"username": user.username, "role": role.value},
         )
         return membership
+
+    def find_membership(
+        self, user: User, role: Role, *, study_id: int | None, site_id: int | None
+    ) -> Membership | None:
+        """The membership granting exactly this role in this study and site, if any."""
+        return self.db.scalars(
+            select(Membership).where(
+                Membership.user_id == user.id,
+                Membership.role == role,
+                _is(Membership.study_id, study_id),
+                _is(Membership.site_id, site_id),
+            )
+        ).first()
 
     def revoke_role(self, actor: AuditActor, membership: Membership, reason: str = "") -> None:
         record_event(

@@ -16,6 +16,7 @@ from bhp_ctms.accounts.forms import (
     LoginForm,
     SecondFactorForm,
 )
+from bhp_ctms.accounts.models import User
 from bhp_ctms.accounts.services import (
     AccountError,
     AccountService,
@@ -90,8 +91,6 @@ class LoginFlow:
         pending = self.pending()
         if pending is None:
             return None
-        from bhp_ctms.accounts.models import User
-
         return self.request.db.get(User, pending["user_id"])
 
     def finish(self, result: LoginResult, next_url: str) -> HTTPFound:

@@ -7,7 +7,7 @@ import sys
 import click
 from sqlalchemy import select
 
-from bhp_ctms.accounts.models import Membership, User
+from bhp_ctms.accounts.models import User
 from bhp_ctms.accounts.services import AccountError, AccountService
 from bhp_ctms.cli import CommandContext
 from bhp_ctms.cli._transaction import cli_actor, command_transaction
@@ -133,16 +133,7 @@ def revoke(
         service = _service(request, context)
         target = _find(service, username)
         study_id, site_id = _scope(request, study_code, site_code)
-        membership = request.db.scalars(
-            select(Membership).where(
-                Membership.user_id == target.id,
-                Membership.role == Role(role),
-                Membership.study_id.is_(None)
-                if study_id is None
-                else Membership.study_id == study_id,
-                Membership.site_id.is_(None) if site_id is None else Membership.site_id == site_id,
-            )
-        ).first()
+        membership = service.find_membership(target, Role(role), study_id=study_id, site_id=site_id)
         if membership is None:
             raise click.ClickException(f"{username} holds no such role")
         service.revoke_role(cli_actor(), membership, reason=reason)

@@ -8,9 +8,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bhp_ctms.accounts.models import Membership
 from bhp_ctms.permissions import Role
 from bhp_ctms.sites.models import Site
-from bhp_ctms.sites.services import SiteScope, memberships_of
+from bhp_ctms.sites.services import SiteScope
 from bhp_ctms.studies.models import Study
 
 
@@ -28,9 +29,8 @@ class StudyAccess:
         return ", ".join(role.label for role in self.roles)
 
 
-def studies_for_user(db: Session, user_id: int) -> list[StudyAccess]:
-    """Every study the user holds a role in, with their roles and visible sites."""
-    memberships = memberships_of(db, user_id)
+def studies_for_user(db: Session, memberships: list[Membership]) -> list[StudyAccess]:
+    """Every study a user's memberships give a role in, with their roles and visible sites."""
     global_roles = {m.role for m in memberships if m.study_id is None}
     if global_roles:
         studies = list(db.scalars(select(Study).order_by(Study.code)))
@@ -60,5 +60,4 @@ def studies_for_user(db: Session, user_id: int) -> list[StudyAccess]:
 
 
 def studies_of_request_user(request: Any) -> list[StudyAccess]:
-    user = request.identity
-    return [] if user is None else studies_for_user(request.db, user.id)
+    return studies_for_user(request.db, request.memberships)
