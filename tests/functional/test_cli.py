@@ -18,18 +18,9 @@ from bhp_ctms.cli.permissions import permission_matrix_markdown
 from bhp_ctms.db import create_database_engine
 from bhp_ctms.sessions import UserSession
 from bhp_ctms.studies.models import Study
+from tests.demo import demo_usernames
 
 ROOT = Path(__file__).resolve().parents[2]
-DEMO_USERS = (
-    "admin",
-    "datamanager",
-    "coordinator",
-    "pi",
-    "monitor",
-    "statistician",
-    "unblinded",
-    "auditor",
-)
 
 
 @pytest.fixture
@@ -70,7 +61,7 @@ def test_demo_is_idempotent_and_prints_its_log_ins(ini):
     assert run(ini, "initdb").exit_code == 0
     first = run(ini, "demo")
     assert first.exit_code == 0, first.output
-    for username in DEMO_USERS:
+    for username in demo_usernames():
         assert username in first.output
     assert "lighthouse-cabbage-origami" in first.output
     counts = (
@@ -85,7 +76,7 @@ def test_demo_is_idempotent_and_prints_its_log_ins(ini):
         count(ini, select(func.count(Membership.id))),
         count(ini, select(func.count(Study.id))),
     )
-    assert counts == (8, 8, 1)
+    assert counts == (len(demo_usernames()), len(demo_usernames()), 1)
 
 
 def test_user_add_grant_revoke_and_disable_are_audited(ini):

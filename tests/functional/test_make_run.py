@@ -26,21 +26,12 @@ from tests.browser.deployment import (
     free_port,
     write_config,
 )
+from tests.demo import demo_usernames
 
 pytestmark = pytest.mark.worker
 
 SERVES_WITHIN_SECONDS = 60
 STOPS_WITHIN_SECONDS = 20
-DEMO_USERS = (
-    "admin",
-    "datamanager",
-    "coordinator",
-    "pi",
-    "monitor",
-    "statistician",
-    "unblinded",
-    "auditor",
-)
 
 
 def _status(url: str) -> int | None:
@@ -112,7 +103,7 @@ def test_make_run_serves_the_log_in_page_within_a_minute(tmp_path: Path) -> None
         # What the newcomer reads in the terminal: where to go and how to log in.
         assert _wait_for(lambda: DEMO_PASSWORD in printed(), 10), printed()
         assert url in printed()
-        for username in DEMO_USERS:
+        for username in demo_usernames():
             assert f"  {username} " in printed(), f"{username} not listed:\n{printed()}"
 
         processes = _live_processes_in_group(run.pid)

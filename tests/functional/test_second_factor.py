@@ -33,6 +33,16 @@ def _log_out(app):
     app.post("/logout", {"csrf_token": csrf_token(app)})
 
 
+def _enrolled_and_logged_out(app, start):
+    """Cora set up her authenticator app at ``start`` and logged out; her TOTP secret."""
+    UserFactory(username="cora")
+    with time_machine.travel(start, tick=False):
+        login(app, "cora")
+        secret = _enrol(app, start)
+        _log_out(app)
+    return secret
+
+
 def _enter_code(app, code):
     page = app.get("/login/security-code")
     form = form_posting_to(page, "/login/security-code")
@@ -62,12 +72,8 @@ def test_enrolled_user_logs_in_with_a_code(app, db_session):
 
 
 def test_a_code_cannot_be_replayed(app, db_session):
-    UserFactory(username="cora")
     start = utcnow()
-    with time_machine.travel(start, tick=False):
-        login(app, "cora")
-        secret = _enrol(app, start)
-        _log_out(app)
+    secret = _enrolled_and_logged_out(app, start)
     later = start + timedelta(minutes=2)
     code = pyotp.TOTP(secret).at(later)
     with time_machine.travel(later, tick=False):
@@ -83,23 +89,17 @@ def test_a_code_cannot_be_replayed(app, db_session):
 
 
 def test_the_enrolment_code_itself_cannot_be_replayed_at_log_in(app, db_session):
-    UserFactory(username="cora")
     start = utcnow()
+    secret = _enrolled_and_logged_out(app, start)
     with time_machine.travel(start, tick=False):
-        login(app, "cora")
-        secret = _enrol(app, start)
-        _log_out(app)
         submit_login(app, "cora")
         assert _enter_code(app, pyotp.TOTP(secret).at(start)).status_int == 200
 
 
 def test_wrong_codes_count_towards_the_lock_out(app, db_session):
-    UserFactory(username="cora")
     start = utcnow()
+    _enrolled_and_logged_out(app, start)
     with time_machine.travel(start, tick=False):
-        login(app, "cora")
-        _enrol(app, start)
-        _log_out(app)
         for _ in range(10):
             submit_login(app, "cora")
             _enter_code(app, "000000")
