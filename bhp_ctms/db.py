@@ -95,8 +95,13 @@ def _tag_retryable(context: Any) -> None:
         mark_error_retryable(context.sqlalchemy_exception)
 
 
-def create_database_engine(url: str, **kwargs: Any) -> Engine:
-    """Create an engine with the project's connection policy for either backend."""
+def create_database_engine(url: str, *, role: str = "", **kwargs: Any) -> Engine:
+    """Create an engine with the project's connection policy for either backend.
+
+    ``role`` is a PostgreSQL role every connection takes on (``SET ROLE``): the
+    migrations give ``bhp_ctms_app`` every privilege it needs and none that would let
+    it rewrite the audit trail, while the log-in role keeps ownership for migrations.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database not in (None, "", ":memory:"):
@@ -107,8 +112,19 @@ def create_database_engine(url: str, **kwargs: Any) -> Engine:
         _configure_sqlite(engine)
     else:
         engine = create_engine(url, pool_pre_ping=True, **kwargs)
+        if role:
+            _set_role_on_connect(engine, role)
     event.listen(engine, "handle_error", _tag_retryable)
     return engine
+
+
+def _set_role_on_connect(engine: Engine, role: str) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f'SET ROLE "{role}"')
+        cursor.close()
+        dbapi_connection.commit()
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -138,7 +154,7 @@ def _create_request_session(request: Any) -> Session:
 
 def includeme(config: Any) -> None:
     settings = config.registry.settings["bhp_ctms"]
-    engine = create_database_engine(settings.database_url)
+    engine = create_database_engine(settings.database_url, role=settings.database_role)
     config.registry["sqlalchemy.engine"] = engine
     config.registry["sqlalchemy.sessionmaker"] = sessionmaker(bind=engine)
     config.add_request_method(_create_request_session, name="db", reify=True)

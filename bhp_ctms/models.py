@@ -1,7 +1,7 @@
 """Every model of every domain, imported so the metadata is complete (for Alembic)."""
 
 from bhp_ctms.accounts.models import LoginAttempt, Membership, User
-from bhp_ctms.audit.models import AuditEvent
+from bhp_ctms.audit.models import AuditCheckpoint, AuditEvent, AuditReview, AuditVerification
 from bhp_ctms.db import ModelBase
 from bhp_ctms.sessions import UserSession
 from bhp_ctms.sites.models import Site
@@ -10,7 +10,10 @@ from bhp_ctms.studies.models import Study
 metadata = ModelBase.metadata
 
 __all__ = [
+    "AuditCheckpoint",
     "AuditEvent",
+    "AuditReview",
+    "AuditVerification",
     "LoginAttempt",
     "Membership",
     "Site",

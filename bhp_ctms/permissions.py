@@ -63,6 +63,11 @@ class Permissions(StrEnum):
     ACCOUNT_MANAGE = "account:manage"
     STUDIES_LIST = "studies:list"
     STUDIES_VIEW = "studies:view"
+    SITES_MANAGE = "sites:manage"
+    AUDIT_VIEW = "audit:view"
+    AUDIT_EXPORT = "audit:export"
+    AUDIT_REVIEW = "audit:review"
+    AUDIT_VERIFY = "audit:verify"
 
     @property
     def description(self) -> str:
@@ -73,20 +78,33 @@ PERMISSION_DESCRIPTIONS = {
     Permissions.ACCOUNT_MANAGE: "manage one's own password and second factor",
     Permissions.STUDIES_LIST: "see the dashboard of one's own studies and sites",
     Permissions.STUDIES_VIEW: "open a study's overview (site staff see their own sites)",
+    Permissions.SITES_MANAGE: "create, change and remove a study's sites; grant and revoke staff",
+    Permissions.AUDIT_VIEW: (
+        "read the audit trail and any value's history (site staff: their sites)"
+    ),
+    Permissions.AUDIT_EXPORT: "export a filtered audit trail as CSV",
+    Permissions.AUDIT_REVIEW: "record and sign off audit-trail reviews",
+    Permissions.AUDIT_VERIFY: "run the audit trail's verification and see its results",
 }
 
 # Permissions every signed-in user has, whatever their memberships.
 AUTHENTICATED_PERMISSIONS = frozenset({Permissions.ACCOUNT_MANAGE, Permissions.STUDIES_LIST})
 
+_AUDIT_READERS = frozenset(
+    {Permissions.AUDIT_VIEW, Permissions.AUDIT_EXPORT, Permissions.AUDIT_VERIFY}
+)
+
 MATRIX: dict[Role, frozenset[Permissions]] = {
-    Role.CTU_ADMIN: frozenset({Permissions.STUDIES_VIEW}),
-    Role.DATA_MANAGER: frozenset({Permissions.STUDIES_VIEW}),
-    Role.SITE_COORDINATOR: frozenset({Permissions.STUDIES_VIEW}),
-    Role.SITE_PI: frozenset({Permissions.STUDIES_VIEW}),
-    Role.MONITOR: frozenset({Permissions.STUDIES_VIEW}),
+    Role.CTU_ADMIN: frozenset({Permissions.STUDIES_VIEW, Permissions.SITES_MANAGE})
+    | _AUDIT_READERS,
+    Role.DATA_MANAGER: frozenset({Permissions.STUDIES_VIEW, Permissions.AUDIT_REVIEW})
+    | _AUDIT_READERS,
+    Role.SITE_COORDINATOR: frozenset({Permissions.STUDIES_VIEW, Permissions.AUDIT_VIEW}),
+    Role.SITE_PI: frozenset({Permissions.STUDIES_VIEW, Permissions.AUDIT_VIEW}),
+    Role.MONITOR: frozenset({Permissions.STUDIES_VIEW, Permissions.AUDIT_REVIEW}) | _AUDIT_READERS,
     Role.STATISTICIAN_BLINDED: frozenset({Permissions.STUDIES_VIEW}),
     Role.STATISTICIAN_UNBLINDED: frozenset({Permissions.STUDIES_VIEW}),
-    Role.AUDITOR: frozenset({Permissions.STUDIES_VIEW}),
+    Role.AUDITOR: frozenset({Permissions.STUDIES_VIEW}) | _AUDIT_READERS,
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -76,6 +77,14 @@ class Settings:
     )
     database_url: str = field(
         default="", metadata=_setting(str, secret=True, doc="SQLAlchemy URL of the database")
+    )
+    database_role: str = field(
+        default="",
+        metadata=_setting(
+            str,
+            doc="PostgreSQL role the application acts as (SET ROLE); bhp_ctms_app may not "
+            "change the audit tables",
+        ),
     )
     broker_url: str = field(
         default="", metadata=_setting(str, secret=True, doc="Celery broker URL")
@@ -155,6 +164,11 @@ class Settings:
             problems.append("session_idle_timeout is longer than session_absolute_timeout")
         if self.lockout_threshold < 1:
             problems.append("lockout_threshold must be at least 1")
+        if self.database_role and not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", self.database_role):
+            problems.append(
+                "database_role must be a lower-case PostgreSQL role name "
+                f"(letters, digits, underscores), not {self.database_role!r}"
+            )
         if self.is_production:
             if self.secret_key in KNOWN_DEFAULT_SECRETS:
                 problems.append(

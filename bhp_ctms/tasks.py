@@ -147,7 +147,9 @@ class Task(celery.Task):
             # Sent by the scheduler or by hand: the system acts.
             return AuditActor.system(name=f"task {self.name}", request_id=fallback_id)
         known = {field.name for field in dataclasses.fields(AuditActor)}
-        actor = AuditActor(**{key: value for key, value in recorded.items() if key in known})
+        values = {key: value for key, value in recorded.items() if key in known}
+        values["roles"] = tuple(tuple(pair) for pair in values.get("roles", ()))
+        actor = AuditActor(**values)
         if not actor.request_id:
             actor = dataclasses.replace(actor, request_id=fallback_id)
         return actor

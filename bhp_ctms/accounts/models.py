@@ -8,12 +8,22 @@ from enum import StrEnum
 from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from bhp_ctms.audit.capture import AuditContext, Audited
 from bhp_ctms.db import ModelBase, enum_by_value, utcnow
 from bhp_ctms.permissions import Role
 
 
 class User(ModelBase):
     __tablename__ = "users"
+    # The password hash and the second-factor secret are audited as digests only;
+    # the last log-in time and TOTP step change at every log-in, which has its own event.
+    __audit__ = Audited(
+        "user",
+        context=lambda user: AuditContext(subject_user_id=user.id),
+        exclude=frozenset({"last_login_at", "totp_last_timecode"}),
+        secret=frozenset({"password_hash", "totp_secret_encrypted"}),
+        describe=lambda user: user.username,
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
@@ -49,6 +59,15 @@ class Membership(ModelBase):
 
     __tablename__ = "memberships"
     __table_args__ = (UniqueConstraint("user_id", "study_id", "site_id", "role"),)
+    __audit__ = Audited(
+        "membership",
+        context=lambda membership: AuditContext(
+            study_id=membership.study_id,
+            site_id=membership.site_id,
+            subject_user_id=membership.user_id,
+        ),
+        describe=lambda membership: f"{membership.role} of user #{membership.user_id}",
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)

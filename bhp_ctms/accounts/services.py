@@ -1,7 +1,9 @@
 """Accounts: passwords, log-in with lock-out, the TOTP second factor, and roles.
 
-No HTTP here: views and the ``ctms`` command call these services, which record every
-security event in the audit trail inside the caller's transaction.
+No HTTP here: views and the ``ctms`` command call these services. Changes to users
+and memberships reach the audit trail through its automatic capture, attributed to
+the actor each method is given; security events that change no row (a log-in, a
+failed attempt, a lock-out) are recorded explicitly.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sqlalchemy.orm import Session
 from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
 from bhp_ctms.accounts.models import LoginAttempt, LoginOutcome, Membership, User
+from bhp_ctms.audit.capture import acting_as, change_reason
 from bhp_ctms.audit.services import AuditActor, record_event
 from bhp_ctms.db import utcnow
 from bhp_ctms.encryption import decrypt, encrypt
@@ -143,17 +146,8 @@ class AccountService:
             password_changed_at=self.now(),
             created_at=self.now(),
         )
-        self.db.add(user)
-        self.db.flush()
-        record_event(
-            self.db,
-            actor,
-            "user.created",
-            entity_type="user",
-            entity_id=user.id,
-            subject_user_id=user.id,
-            details={"username": username, "full_name": user.full_name},
-        )
+        with acting_as(self.db, actor):
+            self.db.add(user)
         return user
 
     def set_password(self, actor: AuditActor, user: User, new_password: str) -> None:
@@ -161,33 +155,16 @@ class AccountService:
         problems = password_problems(new_password, username=user.username, full_name=user.full_name)
         if problems:
             raise AccountError(problems[0])
-        user.password_hash = hash_password(new_password)
-        user.password_changed_at = self.now()
+        with acting_as(self.db, actor):
+            user.password_hash = hash_password(new_password)
+            user.password_changed_at = self.now()
         end_sessions_of_user(self.db, user.id)
-        record_event(
-            self.db,
-            actor,
-            "user.password_changed",
-            entity_type="user",
-            entity_id=user.id,
-            subject_user_id=user.id,
-        )
 
     def set_active(self, actor: AuditActor, user: User, active: bool, reason: str = "") -> int:
         """Enable or disable a user; disabling ends all their sessions at once."""
-        user.is_active = active
-        ended = 0 if active else end_sessions_of_user(self.db, user.id)
-        record_event(
-            self.db,
-            actor,
-            "user.enabled" if active else "user.disabled",
-            entity_type="user",
-            entity_id=user.id,
-            subject_user_id=user.id,
-            reason=reason,
-            details={"sessions_ended": ended},
-        )
-        return ended
+        with acting_as(self.db, actor), change_reason(self.db, reason):
+            user.is_active = active
+        return 0 if active else end_sessions_of_user(self.db, user.id)
 
     # -- roles -------------------------------------------------------------------
 
@@ -214,19 +191,8 @@ class AccountService:
             granted_at=self.now(),
             granted_by_id=actor.user_id,
         )
-        self.db.add(membership)
-        self.db.flush()
-        record_event(
-            self.db,
-            actor,
-            "role.granted",
-            entity_type="membership",
-            entity_id=membership.id,
-            study_id=study_id,
-            site_id=site_id,
-            subject_user_id=user.id,
-            details={"username": user.username, "role": role.value},
-        )
+        with acting_as(self.db, actor):
+            self.db.add(membership)
         return membership
 
     def find_membership(
@@ -242,20 +208,10 @@ class AccountService:
             )
         ).first()
 
-    def revoke_role(self, actor: AuditActor, membership: Membership, reason: str = "") -> None:
-        record_event(
-            self.db,
-            actor,
-            "role.revoked",
-            entity_type="membership",
-            entity_id=membership.id,
-            study_id=membership.study_id,
-            site_id=membership.site_id,
-            subject_user_id=membership.user_id,
-            reason=reason,
-            details={"role": membership.role.value},
-        )
-        self.db.delete(membership)
+    def revoke_role(self, actor: AuditActor, membership: Membership, reason: str) -> None:
+        """Revoke a role; like every deletion of audited data, it needs a reason."""
+        with acting_as(self.db, actor), change_reason(self.db, reason):
+            self.db.delete(membership)
 
     def roles_of(self, user: User) -> set[Role]:
         return set(self.db.scalars(select(Membership.role).where(Membership.user_id == user.id)))
@@ -462,32 +418,17 @@ class AccountService:
         timecode = self._matching_timecode(secret, code)
         if timecode is None:
             return False
-        user.totp_secret_encrypted = self.encrypt_totp_secret(secret)
-        user.totp_last_timecode = timecode
-        record_event(
-            self.db,
-            _as_user(actor, user),
-            "mfa.enrolled",
-            entity_type="user",
-            entity_id=user.id,
-            subject_user_id=user.id,
-        )
+        with acting_as(self.db, _as_user(actor, user)):
+            user.totp_secret_encrypted = self.encrypt_totp_secret(secret)
+            user.totp_last_timecode = timecode
         return True
 
     def disable_totp(self, actor: AuditActor, user: User, reason: str = "") -> None:
         if self.second_factor_required(user):
             raise AccountError("Your roles require a second factor, so it cannot be turned off")
-        user.totp_secret_encrypted = None
-        user.totp_last_timecode = None
-        record_event(
-            self.db,
-            actor,
-            "mfa.disabled",
-            entity_type="user",
-            entity_id=user.id,
-            subject_user_id=user.id,
-            reason=reason,
-        )
+        with acting_as(self.db, actor), change_reason(self.db, reason):
+            user.totp_secret_encrypted = None
+            user.totp_last_timecode = None
 
     def verify_password(self, user: User, password: str) -> bool:
         return _verify_hash(user.password_hash, password)

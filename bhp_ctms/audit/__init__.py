@@ -14,11 +14,19 @@ def _request_id(request: Any) -> str:
 
 def _audit_actor(request: Any) -> AuditActor:
     user = request.identity
+    if user is None:
+        return AuditActor(
+            user_id=None,
+            name="",
+            client_addr=request.client_addr or "",
+            request_id=request.request_id,
+        )
     return AuditActor(
-        user_id=user.id if user is not None else None,
-        name=user.full_name if user is not None else "",
+        user_id=user.id,
+        name=user.full_name,
         client_addr=request.client_addr or "",
         request_id=request.request_id,
+        roles=tuple((m.study_id, str(m.role)) for m in request.memberships),
     )
 
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from bhp_ctms.audit.capture import use_actor
 from bhp_ctms.audit.services import AuditActor
 from bhp_ctms.cli import CommandContext
 
@@ -25,4 +26,5 @@ def command_transaction(context: CommandContext) -> Iterator[Any]:
     """Yield a request whose ``db`` commits when the block ends without error."""
     request = context.env["request"]
     with request.tm:
+        use_actor(request.db, cli_actor())
         yield request

@@ -11,7 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bhp_ctms.accounts.services import AccountService
-from bhp_ctms.audit.services import AuditActor, record_event
+from bhp_ctms.audit.capture import acting_as
+from bhp_ctms.audit.services import AuditActor
 from bhp_ctms.permissions import Role
 from bhp_ctms.settings import Settings
 from bhp_ctms.sites.models import Site, SiteStatus
@@ -75,17 +76,8 @@ def _upsert_study(db: Session, actor: AuditActor, definition: dict[str, Any]) ->
         status=StudyStatus(definition.get("status", "set_up")),
         target_sample_size=definition.get("target_sample_size"),
     )
-    db.add(study)
-    db.flush()
-    record_event(
-        db,
-        actor,
-        "study.created",
-        entity_type="study",
-        entity_id=study.id,
-        study_id=study.id,
-        details={"code": study.code, "title": study.title},
-    )
+    with acting_as(db, actor):
+        db.add(study)
     return study
 
 
@@ -105,18 +97,8 @@ def _upsert_sites(
                 status=SiteStatus(entry.get("status", "pending")),
                 recruitment_target=entry.get("recruitment_target"),
             )
-            db.add(site)
-            db.flush()
-            record_event(
-                db,
-                actor,
-                "site.created",
-                entity_type="site",
-                entity_id=site.id,
-                study_id=study.id,
-                site_id=site.id,
-                details={"code": site.code, "name": site.name},
-            )
+            with acting_as(db, actor):
+                db.add(site)
         sites.append(site)
     return sites
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from bhp_ctms.audit.capture import AuditContext, Audited, Change
 from bhp_ctms.db import ModelBase, enum_by_value, utcnow
 
 if TYPE_CHECKING:
@@ -40,8 +41,24 @@ class Blinding(StrEnum):
         ]
 
 
+def _locked_study_reason(change: Change) -> str | None:
+    """A locked or archived study changes (unlocking included) only with a reason."""
+    if change.kind == "updated" and change.before("status") in {
+        StudyStatus.LOCKED,
+        StudyStatus.ARCHIVED,
+    }:
+        return f"study {change.obj.code} is {change.before('status').label.lower()}"
+    return None
+
+
 class Study(ModelBase):
     __tablename__ = "studies"
+    __audit__ = Audited(
+        "study",
+        context=lambda study: AuditContext(study_id=study.id),
+        reason_rule=_locked_study_reason,
+        describe=lambda study: study.code,
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(String(32), unique=True)

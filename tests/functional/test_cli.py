@@ -115,9 +115,17 @@ def test_user_add_grant_revoke_and_disable_are_audited(ini):
     assert "ended 0 session(s)" in disabled.output
     actions = [
         count(ini, select(func.count(AuditEvent.id)).where(AuditEvent.action == action))
-        for action in ("user.created", "role.granted", "role.revoked", "user.disabled")
+        for action in ("user.created", "membership.created", "membership.deleted", "user.updated")
     ]
     assert all(actions), actions
+    reasons = count(
+        ini,
+        select(func.count(AuditEvent.id)).where(
+            AuditEvent.action.in_(["membership.deleted", "user.updated"]),
+            AuditEvent.reason.in_(["moved", "left the unit"]),
+        ),
+    )
+    assert reasons == 2
     assert count(ini, select(func.count(UserSession.token_hash))) == 0
 
 
@@ -170,3 +178,29 @@ def test_audit_verify_passes_then_names_the_first_edited_event(ini):
     assert "chain system" in broken.output and "(sequence 3)" in broken.output
     assert "edited" in broken.output
     assert run(ini, "audit", "verify", "--study", "DEMO").exit_code == 0
+
+
+def test_audit_verify_finds_a_value_edited_in_the_database_and_a_recomputed_chain(ini):
+    run(ini, "initdb")
+    run(ini, "demo")
+    signed = run(ini, "audit", "checkpoint")
+    assert signed.exit_code == 0 and "chain system: signed at sequence" in signed.output
+    database = sqlite3.connect(Path(ini).parent / "var" / "ctms.sqlite")
+    with database:
+        database.execute("UPDATE sites SET name = 'Edited at the prompt' WHERE code = 'NTH'")
+    broken = run(ini, "audit", "verify", "--study", "DEMO")
+    assert broken.exit_code == 1
+    assert "DIFFERS site" in broken.output and " name, event " in broken.output
+    assert "changed outside the application" in broken.output
+    with database:
+        database.execute("UPDATE sites SET name = 'Northern General Hospital' WHERE code = 'NTH'")
+        database.execute("DROP TRIGGER audit_events_no_delete")
+        # Remove the last system event: the chain alone still links up, its checkpoint does not.
+        database.execute(
+            "DELETE FROM audit_events WHERE id = "
+            "(SELECT max(id) FROM audit_events WHERE chain = 'system')"
+        )
+    database.close()
+    truncated = run(ini, "audit", "verify")
+    assert truncated.exit_code == 1
+    assert "checkpoint" in truncated.output and "events were deleted" in truncated.output

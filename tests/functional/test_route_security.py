@@ -54,8 +54,13 @@ def route_views(registry) -> list[RouteView]:
     return found
 
 
-def url_for(pattern: str, study_code: str) -> str:
-    path = pattern.replace("{code}", study_code).replace("*subpath", "css/app.css")
+def url_for(pattern: str, study_code: str, site_code: str = "NOSITE") -> str:
+    path = (
+        pattern.replace("{code}", study_code)
+        .replace("{site}", site_code)
+        .replace("{membership}", "1")
+        .replace("*subpath", "css/app.css")
+    )
     assert "{" not in path, f"add a value for the placeholders of {pattern}"
     return path if path.startswith("/") else "/" + path
 
@@ -82,7 +87,7 @@ def test_every_route_is_reached_by_the_walk(app):
 
 def test_user_without_membership_gets_403_or_404_beyond_their_own_pages(app, db_session):
     study = StudyFactory(code="OTHER")
-    SiteFactory(study=study)
+    site = SiteFactory(study=study)
     UserFactory(username="nobody")
     login(app, "nobody")
     own_pages = {p.value for p in AUTHENTICATED_PERMISSIONS}
@@ -91,7 +96,7 @@ def test_user_without_membership_gets_403_or_404_beyond_their_own_pages(app, db_
         if view.route_name in PUBLIC_ROUTES or view.permission in own_pages:
             continue
         for method in view.methods:
-            path = url_for(view.pattern, study.code)
+            path = url_for(view.pattern, study.code, site.code)
             if method == "GET":
                 response = app.get(path, expect_errors=True)
             else:

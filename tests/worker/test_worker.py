@@ -34,6 +34,7 @@ ACTOR = AuditActor(
     role="data_manager",
     client_addr="192.0.2.10",
     request_id="request-of-the-enqueuing-page",
+    roles=((None, "data_manager"),),
 )
 
 
@@ -106,6 +107,7 @@ def test_a_task_acts_for_the_user_who_enqueued_it(
             "role": "data_manager",
             "client_addr": "192.0.2.10",
             "request_id": "request-of-the-enqueuing-page",
+            "roles": [[None, "data_manager"]],
         },
         "request_id": "request-of-the-enqueuing-page",
         "transaction_status": "Active",
@@ -123,7 +125,10 @@ def test_a_transient_database_error_is_retried_by_the_worker(
     )
 
     # The retry is a new message: it still carries the user who enqueued the task.
-    assert outcome == {"retries": 1, "actor": dataclasses.asdict(ACTOR)}
+    assert outcome == {
+        "retries": 1,
+        "actor": {**dataclasses.asdict(ACTOR), "roles": [[None, "data_manager"]]},
+    }
     assert _remaining_sessions(deployment.database_url, {"added": token_hash}) == {"added"}
 
 

@@ -1,0 +1,276 @@
+"""Automatic capture of every change to audited data, from the session's own changes.
+
+A model opts in with an ``__audit__ = Audited(...)`` class attribute. From then on,
+every flush that inserts, updates or deletes one of its rows writes audit events in
+the same transaction, whatever code made the change: one event per changed value
+(``<entity>.created`` and ``<entity>.updated``, with old and new values) and one
+``<entity>.deleted`` event holding the row as it was. No view or service writes
+these events itself, so none can forget to.
+
+Some changes need a reason (any deletion, a change to completed or locked data,
+unlocking, unblinding). Code supplies it with :func:`change_reason`; a flush with
+such a change and no reason raises :class:`ReasonRequired` before anything is
+written, and dooms the transaction, so nothing of the change reaches the database.
+
+ORM bulk ``update()`` and ``delete()`` statements on audited tables bypass the
+session's changes, so they are refused.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import event, inspect
+from sqlalchemy.orm import Mapper, Session, UOWTransaction
+
+from bhp_ctms.audit.chain import append_rows, time_text
+from bhp_ctms.audit.models import canonical_json
+from bhp_ctms.audit.services import AuditActor
+from bhp_ctms.audit.spec import AuditContext, Audited, Change, ChangeKind
+
+__all__ = [
+    "AuditContext",
+    "AuditError",
+    "Audited",
+    "Change",
+    "ChangeKind",
+    "ReasonRequired",
+    "acting_as",
+    "audit_spec",
+    "audited_models",
+    "change_reason",
+    "use_actor",
+]
+from bhp_ctms.db import ModelBase, utcnow
+
+REASON_KEY = "bhp_ctms.audit.reason"
+ACTOR_KEY = "bhp_ctms.audit.actor"
+DISABLED_KEY = "bhp_ctms.audit.disabled"
+UNATTRIBUTED = AuditActor.system("unattributed")
+
+
+class AuditError(Exception):
+    """A write that would go around the audit trail."""
+
+
+class ReasonRequired(AuditError):
+    """A change that needs a reason for change was made without one."""
+
+
+def audit_spec(cls: type) -> Audited | None:
+    spec = getattr(cls, "__audit__", None)
+    return spec if isinstance(spec, Audited) else None
+
+
+def audited_models() -> list[type[Any]]:
+    """Every audited model class, in table-name order."""
+    classes = [m.class_ for m in ModelBase.registry.mappers if audit_spec(m.class_)]
+    return sorted(classes, key=lambda cls: cls.__tablename__)
+
+
+def audit_value(value: Any) -> Any:
+    """A column value as the JSON the audit trail records."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return time_text(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def recorded_value(spec: Audited, name: str, value: Any) -> Any:
+    """What the trail holds for a column's value: itself, or a digest of a secret."""
+    value = audit_value(value)
+    if name in spec.secret and value is not None:
+        return "sha256:" + hashlib.sha256(str(value).encode("utf-8")).hexdigest()
+    return value
+
+
+@contextmanager
+def change_reason(db: Session, reason: str) -> Iterator[None]:
+    """Give the changes flushed inside the block a reason for change."""
+    previous = db.info.get(REASON_KEY)
+    db.info[REASON_KEY] = reason.strip()
+    try:
+        yield
+        db.flush()
+    finally:
+        db.info[REASON_KEY] = previous
+
+
+@contextmanager
+def acting_as(db: Session, actor: AuditActor) -> Iterator[None]:
+    """Attribute the changes flushed inside the block to ``actor``."""
+    previous = db.info.get(ACTOR_KEY)
+    db.info[ACTOR_KEY] = actor
+    try:
+        yield
+        db.flush()
+    finally:
+        db.info[ACTOR_KEY] = previous
+
+
+def use_actor(db: Session, actor: AuditActor) -> None:
+    """Attribute this session's changes to ``actor`` from now on (a command, a task)."""
+    db.info[ACTOR_KEY] = actor
+
+
+def current_actor(db: Session) -> AuditActor:
+    actor = db.info.get(ACTOR_KEY)
+    if actor is not None:
+        return actor  # type: ignore[no-any-return]
+    request = db.info.get("request")
+    if request is not None:
+        return request.audit_actor  # type: ignore[no-any-return]
+    return UNATTRIBUTED
+
+
+def _changes(session: Session) -> list[tuple[Audited, Change]]:
+    found: list[tuple[Audited, Change]] = []
+    for kind, objects in (
+        ("created", session.new),
+        ("updated", session.dirty),
+        ("deleted", session.deleted),
+    ):
+        for obj in objects:
+            spec = audit_spec(type(obj))
+            if spec is None:
+                continue
+            state = inspect(obj)
+            values: dict[str, tuple[Any, Any]] = {}
+            for name in spec.columns(state.mapper):
+                if kind == "created":
+                    new = getattr(obj, name)
+                    if new is not None:
+                        values[name] = (None, new)
+                elif kind == "updated":
+                    history = state.attrs[name].history
+                    if not history.added and not history.deleted:
+                        continue
+                    old = history.deleted[0] if history.deleted else None
+                    new = history.added[0] if history.added else None
+                    if audit_value(old) != audit_value(new):
+                        values[name] = (old, new)
+                else:
+                    values[name] = (getattr(obj, name), None)
+            if values or kind == "deleted":
+                found.append((spec, Change(obj, kind, values)))  # type: ignore[arg-type]
+    found.sort(key=lambda item: (item[0].entity_type, _sort_id(item[1].obj)))
+    return found
+
+
+def _sort_id(obj: Any) -> int:
+    return getattr(obj, "id", None) or 0
+
+
+def _refuse(session: Session, message: str) -> None:
+    request = session.info.get("request")
+    manager = getattr(request, "tm", None) if request is not None else None
+    if manager is not None:
+        manager.doom()
+    raise ReasonRequired(message)
+
+
+@event.listens_for(Session, "before_flush")
+def _check_reasons(session: Session, flush_context: UOWTransaction, instances: Any) -> None:
+    if session.info.get(DISABLED_KEY):
+        return
+    if session.info.get(REASON_KEY):
+        return
+    for spec, change in _changes(session):
+        needed = spec.reason_needed(change)
+        if needed:
+            _refuse(
+                session,
+                f"A reason for change is required: {needed}. Give a reason and try again; "
+                "nothing has been saved.",
+            )
+
+
+@event.listens_for(Session, "after_flush")
+def _write_events(session: Session, flush_context: UOWTransaction) -> None:
+    if session.info.get(DISABLED_KEY):
+        return
+    changes = _changes(session)
+    if not changes:
+        return
+    actor = current_actor(session)
+    reason = session.info.get(REASON_KEY) or ""
+    now = utcnow()
+    rows: list[dict[str, Any]] = []
+    for spec, change in changes:
+        context = spec.context(change.obj)
+        common = {
+            "occurred_at": now,
+            "action": f"{spec.entity_type}.{change.kind}",
+            "actor_id": actor.user_id,
+            "actor_name": actor.name,
+            "actor_role": actor.role_in(context.study_id),
+            "client_addr": actor.client_addr,
+            "request_id": actor.request_id,
+            "entity_type": spec.entity_type,
+            "entity_id": str(change.obj.id),
+            "study_id": context.study_id,
+            "site_id": context.site_id,
+            "subject_user_id": context.subject_user_id,
+            "participant_id": context.participant_id,
+            "form": context.form,
+            "reason": reason,
+            "details_json": "{}",
+        }
+        if change.kind == "deleted":
+            snapshot = {
+                name: recorded_value(spec, name, old) for name, (old, _) in change.values.items()
+            }
+            rows.append(
+                {**common, "field": "", "old_value": canonical_json(snapshot), "new_value": None}
+            )
+            continue
+        for name, (old, new) in change.values.items():
+            rows.append(
+                {
+                    **common,
+                    "field": name,
+                    "old_value": None
+                    if change.kind == "created"
+                    else canonical_json(recorded_value(spec, name, old)),
+                    "new_value": canonical_json(recorded_value(spec, name, new)),
+                }
+            )
+    append_rows(session.connection(), rows)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _refuse_bulk_writes(orm_execute_state: Any) -> None:
+    if not (orm_execute_state.is_update or orm_execute_state.is_delete):
+        return
+    mapper = orm_execute_state.bind_mapper
+    if mapper is not None and audit_spec(mapper.class_) is not None:
+        raise AuditError(
+            f"bulk {'update' if orm_execute_state.is_update else 'delete'} of "
+            f"{mapper.class_.__tablename__} refused: it would bypass the audit trail; "
+            "load the rows and change them one by one"
+        )
+
+
+@event.listens_for(Mapper, "mapper_configured")
+def _keep_old_values(mapper: Mapper[Any], cls: type) -> None:
+    """Load a column's old value before it is overwritten, so its event has it."""
+    spec = audit_spec(cls)
+    if spec is None:
+        return
+    for name in spec.columns(mapper):
+        event.listen(getattr(cls, name), "set", _noop, active_history=True)
+
+
+def _noop(target: Any, value: Any, oldvalue: Any, initiator: Any) -> None:
+    """An attribute listener registered only for its ``active_history``."""
