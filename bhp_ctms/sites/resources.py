@@ -1,0 +1,37 @@
+"""Context factories carrying the ACLs of sites."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyramid.httpexceptions import HTTPNotFound
+from sqlalchemy import select
+
+from bhp_ctms.permissions import site_acl
+from bhp_ctms.sites.models import Site
+from bhp_ctms.studies.models import Study
+
+
+class SiteResource:
+    """One site of one study: its own staff, and study-wide and global roles, reach it."""
+
+    def __init__(self, study: Study, site: Site) -> None:
+        self.study = study
+        self.site = site
+
+    @property
+    def __acl__(self) -> list[tuple[str, str, str]]:
+        return site_acl(self.study.id, self.site.id)
+
+
+def SiteFactory(request: Any) -> SiteResource:
+    """The site named by ``{code}`` (the study) and ``{site}`` (its code in the study)."""
+    study = request.db.scalars(select(Study).where(Study.code == request.matchdict["code"])).first()
+    if study is None:
+        raise HTTPNotFound()
+    site = request.db.scalars(
+        select(Site).where(Site.study_id == study.id, Site.code == request.matchdict["site"])
+    ).first()
+    if site is None:
+        raise HTTPNotFound()
+    return SiteResource(study, site)
