@@ -33,3 +33,4 @@ def _audit_actor(request: Any) -> AuditActor:
 def includeme(config: Any) -> None:
     config.add_request_method(_request_id, name="request_id", reify=True)
     config.add_request_method(_audit_actor, name="audit_actor", property=True)
+    config.include("bhp_ctms.audit.routes")
