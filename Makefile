@@ -36,16 +36,23 @@ run: install ## Migrate, load the demo study, and serve the web app with a worke
 test: install ## Run the whole test suite (PostgreSQL and Redis too when BHP_CTMS_TEST_* are set)
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -p no:cacheprovider
 
+.PHONY: benchmarks
+benchmarks: install ## Run the audit trail's benchmarks at full size and print their figures (see benchmarks/README.md)
+	$(BIN)/python -m benchmarks.audit_verify
+	$(BIN)/python -m benchmarks.audit_verify --backend sqlite
+	$(BIN)/python -m benchmarks.audit_history
+	$(BIN)/python -m benchmarks.audit_overhead
+
 .PHONY: lint
 lint: install ## Check style, imports and types
-	$(BIN)/ruff check bhp_ctms tests
-	$(BIN)/ruff format --check bhp_ctms tests
+	$(BIN)/ruff check bhp_ctms tests benchmarks
+	$(BIN)/ruff format --check bhp_ctms tests benchmarks
 	$(BIN)/mypy
 
 .PHONY: format
 format: install ## Format the code
-	$(BIN)/ruff check --fix bhp_ctms tests
-	$(BIN)/ruff format bhp_ctms tests
+	$(BIN)/ruff check --fix bhp_ctms tests benchmarks
+	$(BIN)/ruff format bhp_ctms tests benchmarks
 
 .PHONY: clean
 clean: ## Remove the virtualenv, built assets and local databases

@@ -76,4 +76,4 @@ ALL_FACTORIES = (UserFactory, StudyFactory, SiteFactory, MembershipFactory)
 
 def bind_factories(session: Session) -> None:
     for model_factory in ALL_FACTORIES:
-        model_factory._meta.sqlalchemy_session = session
+        model_factory._meta.sqlalchemy_session = session  # type: ignore[attr-defined]
