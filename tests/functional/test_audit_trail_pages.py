@@ -365,3 +365,26 @@ def test_system_trail_is_for_all_studies_roles_only(app, db_session, study):
     assert page.html.find("select", {"name": "site_id"}) is None
     only_users = admin.get("/audit/system/", {"entity_type": "user", "action": "user.created"})
     assert {cell_texts(row)[2] for row in event_rows(only_users)} == {"Action user.created"}
+
+
+@pytest.mark.parametrize(
+    ("username", "links"),
+    [
+        ("monitor", ["Audit trail", "Audit reviews", "Audit verification"]),
+        ("coordinator", ["Audit trail", "Audit reviews"]),
+        ("statistician", []),
+    ],
+)
+def test_the_study_page_leads_each_role_to_the_audit_pages_it_may_open(
+    app, db_session, study, username, links
+):
+    login(app, username)
+    page = app.get("/studies/AUD/")
+    assert page.html.title.get_text(strip=True) == "AUD \u2013 BHP CTMS"
+    found = page.html.find(attrs={"data-testid": "audit-links"})
+    anchors = found.find_all("a") if found else []
+    assert [anchor.get_text(strip=True) for anchor in anchors] == links
+    for anchor in anchors:
+        assert app.get(anchor["href"]).status_int == 200
+    sites = page.html.find("a", string=lambda text: text and "sites" in text.lower())
+    assert app.get(sites["href"]).status_int == 200
