@@ -21,7 +21,7 @@ from __future__ import annotations
 import enum
 import hashlib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -44,6 +44,7 @@ __all__ = [
     "acting_as",
     "audit_spec",
     "audited_models",
+    "audited_specs",
     "change_reason",
     "use_actor",
 ]
@@ -74,6 +75,11 @@ def audited_models() -> list[type[Any]]:
     return sorted(classes, key=lambda cls: cls.__tablename__)
 
 
+def audited_specs() -> list[tuple[type[Any], Audited]]:
+    """Every audited model class with how it is audited, in table-name order."""
+    return [(cls, cls.__audit__) for cls in audited_models()]
+
+
 def audit_value(value: Any) -> Any:
     """A column value as the JSON the audit trail records."""
     if isinstance(value, enum.Enum):
@@ -96,27 +102,25 @@ def recorded_value(spec: Audited, name: str, value: Any) -> Any:
 
 
 @contextmanager
-def change_reason(db: Session, reason: str) -> Iterator[None]:
+def _flushed_with(db: Session, key: str, value: object) -> Iterator[None]:
+    """Set ``db.info[key]`` for the block, and flush its changes before unsetting it."""
+    previous = db.info.get(key)
+    db.info[key] = value
+    try:
+        yield
+        db.flush()
+    finally:
+        db.info[key] = previous
+
+
+def change_reason(db: Session, reason: str) -> AbstractContextManager[None]:
     """Give the changes flushed inside the block a reason for change."""
-    previous = db.info.get(REASON_KEY)
-    db.info[REASON_KEY] = reason.strip()
-    try:
-        yield
-        db.flush()
-    finally:
-        db.info[REASON_KEY] = previous
+    return _flushed_with(db, REASON_KEY, reason.strip())
 
 
-@contextmanager
-def acting_as(db: Session, actor: AuditActor) -> Iterator[None]:
+def acting_as(db: Session, actor: AuditActor) -> AbstractContextManager[None]:
     """Attribute the changes flushed inside the block to ``actor``."""
-    previous = db.info.get(ACTOR_KEY)
-    db.info[ACTOR_KEY] = actor
-    try:
-        yield
-        db.flush()
-    finally:
-        db.info[ACTOR_KEY] = previous
+    return _flushed_with(db, ACTOR_KEY, actor)
 
 
 def use_actor(db: Session, actor: AuditActor) -> None:

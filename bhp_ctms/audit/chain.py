@@ -120,21 +120,16 @@ def _lock_chain(connection: Connection | Session, chain: str) -> None:
         connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:chain))"), {"chain": chain})
 
 
-def _chain_head(connection: Connection | Session, chain: str) -> tuple[int, str]:
+def _locked_chain_head(connection: Connection | Session, chain: str) -> tuple[int, str]:
+    """The chain's head, with the chain locked for appending until the transaction ends."""
     _lock_chain(connection, chain)
-    last = connection.execute(
-        select(_COLUMNS.sequence, _COLUMNS.event_hash)
-        .where(_COLUMNS.chain == chain)
-        .order_by(_COLUMNS.sequence.desc())
-        .limit(1)
-    ).first()
-    return (0, GENESIS_HASH) if last is None else (last.sequence, last.event_hash)
+    return chain_head(connection, chain)
 
 
 def seal(db: Session, event: AuditEvent) -> None:
     """Give a new event its place in its chain: sequence, previous hash and own hash."""
     event.chain = chain_of(event.study_id)
-    sequence, previous = _chain_head(db, event.chain)
+    sequence, previous = _locked_chain_head(db, event.chain)
     event.sequence = sequence + 1
     event.previous_hash = previous
     event.event_hash = event_hash(event)
@@ -151,7 +146,7 @@ def append_rows(connection: Connection, rows: list[dict[str, Any]]) -> None:
     for row in rows:
         chain = chain_of(row["study_id"])
         if chain not in heads:
-            heads[chain] = _chain_head(connection, chain)
+            heads[chain] = _locked_chain_head(connection, chain)
         sequence, previous = heads[chain]
         values = {**row, "chain": chain, "sequence": sequence + 1, "previous_hash": previous}
         values["event_hash"] = hash_values(values)
@@ -292,7 +287,7 @@ def count_events(db: Session, chain: str) -> int:
     return int(db.scalar(select(func.count(AuditEvent.id)).where(AuditEvent.chain == chain)) or 0)
 
 
-def chain_head(db: Session, chain: str) -> tuple[int, str]:
+def chain_head(db: Connection | Session, chain: str) -> tuple[int, str]:
     """The last event's sequence and hash (0 and the genesis hash for an empty chain)."""
     last = db.execute(
         select(_COLUMNS.sequence, _COLUMNS.event_hash)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from bhp_ctms.audit.capture import audit_spec, audited_models
+from bhp_ctms.audit.capture import audited_specs
 from bhp_ctms.audit.models import AuditEvent
 from bhp_ctms.audit.spec import Audited
 from bhp_ctms.permissions import Role
@@ -30,7 +30,7 @@ def blinded_fields(specs: Iterable[Audited] | None = None) -> frozenset[tuple[st
     """The (entity type, field) pairs whose values are masked; by default every
     audited model's."""
     if specs is None:
-        specs = [spec for cls in audited_models() if (spec := audit_spec(cls)) is not None]
+        specs = [spec for _cls, spec in audited_specs()]
     return frozenset((spec.entity_type, name) for spec in specs for name in spec.blinded)
 
 

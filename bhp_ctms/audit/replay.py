@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bhp_ctms.audit.capture import audit_spec, audited_models, recorded_value
+from bhp_ctms.audit.capture import audited_specs, recorded_value
 from bhp_ctms.audit.chain import chain_of
 from bhp_ctms.audit.models import AuditEvent, canonical_json
 from bhp_ctms.audit.spec import Audited
@@ -50,9 +50,7 @@ class ReplayProblem:
 
 def _change_actions() -> dict[str, str]:
     actions = {}
-    for cls in audited_models():
-        spec = audit_spec(cls)
-        assert spec is not None
+    for _cls, spec in audited_specs():
         for kind in ("created", "updated", "deleted"):
             actions[f"{spec.entity_type}.{kind}"] = kind
     return actions
@@ -97,9 +95,7 @@ def rebuild(
 def _live_rows(
     db: Session, study_id: int | None, all_chains: bool
 ) -> Iterator[tuple[Audited, EntityKey, dict[str, str]]]:
-    for cls in audited_models():
-        spec = audit_spec(cls)
-        assert spec is not None
+    for cls, spec in audited_specs():
         columns = spec.columns(cls.__mapper__)
         for obj in db.scalars(select(cls).execution_options(populate_existing=True)):
             if not all_chains and spec.context(obj).study_id != study_id:
@@ -181,11 +177,7 @@ def replayed_state(
     db: Session, study_id: int | None = None, *, all_chains: bool = True
 ) -> dict[EntityKey, dict[str, str]]:
     """The audited rows as the trail rebuilds them, with every audited column."""
-    columns = {}
-    for cls in audited_models():
-        spec = audit_spec(cls)
-        assert spec is not None
-        columns[spec.entity_type] = spec.columns(cls.__mapper__)
+    columns = {spec.entity_type: spec.columns(cls.__mapper__) for cls, spec in audited_specs()}
     return {
         key: {name: state.values.get(name, NULL) for name in columns[key[0]]}
         for key, state in rebuild(db, study_id, all_chains=all_chains).items()

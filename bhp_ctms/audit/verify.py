@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
-from bhp_ctms.audit.chain import ChainProblem, chain_of, chains, count_events, verify_chain
+from bhp_ctms.audit.chain import ChainProblem, chains, count_events, verify_chain
 from bhp_ctms.audit.checkpoints import CheckpointProblem, verify_checkpoints
 from bhp_ctms.audit.replay import ReplayProblem, compare
 
@@ -66,8 +66,7 @@ def verify_audit_trail(
     edit of a value is reported beside a tampered event.
     """
     report = VerificationReport()
-    selected = chains(db) if all_chains else [chain_of(study_id)]
-    for chain in selected:
+    for chain in chains(db, study_id, all_chains=all_chains):
         problem: ChainProblem | CheckpointProblem | None = verify_chain(db, chain)
         if problem is None:
             problem = verify_checkpoints(db, secret_key, chain)

@@ -10,10 +10,8 @@ from sqlalchemy import select
 from bhp_ctms.accounts.models import User
 from bhp_ctms.accounts.services import AccountError, AccountService
 from bhp_ctms.cli import CommandContext
-from bhp_ctms.cli._transaction import cli_actor, command_transaction
+from bhp_ctms.cli._transaction import cli_actor, command_transaction, study_and_site_ids
 from bhp_ctms.permissions import Role
-from bhp_ctms.sites.models import Site
-from bhp_ctms.studies.models import Study
 
 ROLE_CHOICE = click.Choice([role.value for role in Role])
 
@@ -32,25 +30,6 @@ def _find(service: AccountService, username: str) -> User:
     if found is None:
         raise click.ClickException(f"no user called {username!r}")
     return found
-
-
-def _scope(
-    request: object, study_code: str | None, site_code: str | None
-) -> tuple[int | None, int | None]:
-    db = request.db  # type: ignore[attr-defined]
-    if study_code is None:
-        if site_code is not None:
-            raise click.ClickException("--site needs --study")
-        return None, None
-    study = db.scalars(select(Study).where(Study.code == study_code)).first()
-    if study is None:
-        raise click.ClickException(f"no study with code {study_code!r}")
-    if site_code is None:
-        return study.id, None
-    site = db.scalars(select(Site).where(Site.study_id == study.id, Site.code == site_code)).first()
-    if site is None:
-        raise click.ClickException(f"study {study_code} has no site with code {site_code!r}")
-    return study.id, site.id
 
 
 @user.command("add")
@@ -94,7 +73,7 @@ def grant(
     """Grant ROLE to USERNAME in a study (or all studies), at a site (or all sites)."""
     with command_transaction(context) as request:
         service = _service(request, context)
-        study_id, site_id = _scope(request, study_code, site_code)
+        study_id, site_id = study_and_site_ids(request, study_code, site_code)
         try:
             service.grant_role(
                 cli_actor(),
@@ -132,7 +111,7 @@ def revoke(
     with command_transaction(context) as request:
         service = _service(request, context)
         target = _find(service, username)
-        study_id, site_id = _scope(request, study_code, site_code)
+        study_id, site_id = study_and_site_ids(request, study_code, site_code)
         membership = service.find_membership(target, Role(role), study_id=study_id, site_id=site_id)
         if membership is None:
             raise click.ClickException(f"{username} holds no such role")

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from bhp_ctms.permissions import site_acl
 from bhp_ctms.sites.models import Site
 from bhp_ctms.studies.models import Study
+from bhp_ctms.studies.resources import StudyFactory
 
 
 class SiteResource:
@@ -26,9 +27,7 @@ class SiteResource:
 
 def SiteFactory(request: Any) -> SiteResource:
     """The site named by ``{code}`` (the study) and ``{site}`` (its code in the study)."""
-    study = request.db.scalars(select(Study).where(Study.code == request.matchdict["code"])).first()
-    if study is None:
-        raise HTTPNotFound()
+    study = StudyFactory(request).study
     site = request.db.scalars(
         select(Site).where(Site.study_id == study.id, Site.code == request.matchdict["site"])
     ).first()

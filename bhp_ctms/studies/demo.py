@@ -17,6 +17,7 @@ from bhp_ctms.permissions import Role
 from bhp_ctms.settings import Settings
 from bhp_ctms.sites.models import Site, SiteStatus
 from bhp_ctms.studies.models import Blinding, Study, StudyStatus
+from bhp_ctms.studies.services import find_study
 
 
 class DemoDefinitionError(ValueError):
@@ -66,7 +67,7 @@ def load_demo(
 
 def _upsert_study(db: Session, actor: AuditActor, definition: dict[str, Any]) -> Study:
     code = definition["code"]
-    study = db.scalars(select(Study).where(Study.code == code)).first()
+    study = find_study(db, code)
     if study is not None:
         return study
     study = Study(

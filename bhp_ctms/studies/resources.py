@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from pyramid.httpexceptions import HTTPNotFound
-from sqlalchemy import select
 
 from bhp_ctms.permissions import study_acl
 from bhp_ctms.studies.models import Study
+from bhp_ctms.studies.services import find_study
 
 
 class StudyResource:
@@ -22,7 +22,7 @@ class StudyResource:
 
 def StudyFactory(request: Any) -> StudyResource:
     code = request.matchdict["code"]
-    study = request.db.scalars(select(Study).where(Study.code == code)).first()
+    study = find_study(request.db, code)
     if study is None:
         raise HTTPNotFound()
     return StudyResource(study)

@@ -15,6 +15,11 @@ from bhp_ctms.sites.services import SiteScope
 from bhp_ctms.studies.models import Study
 
 
+def find_study(db: Session, code: str) -> Study | None:
+    """The study with this code, if there is one."""
+    return db.scalars(select(Study).where(Study.code == code)).first()
+
+
 @dataclass(frozen=True)
 class StudyAccess:
     """One study as one user sees it."""
