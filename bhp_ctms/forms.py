@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import wtforms
+from wtforms import Field
+from wtforms.utils import unset_value
+from wtforms.validators import StopValidation
 
 
 class Form(wtforms.Form):
@@ -37,3 +41,81 @@ class Form(wtforms.Form):
 
 def strip_whitespace(value: Any) -> Any:
     return value.strip() if isinstance(value, str) else value
+
+
+DATE_PARTS = ("day", "month", "year")
+
+
+class DateInputField(Field):
+    """A date typed into the design system's three boxes: day, month and year.
+
+    The boxes are posted as ``<name>-day``, ``<name>-month`` and ``<name>-year``; a
+    script may post ``<name>`` as an ISO date (``2025-03-12``) instead. What was
+    typed is kept in :attr:`parts`, so a form shown again shows it unchanged.
+    """
+
+    data: date | None
+
+    def __init__(self, label: str | None = None, validators: Any = None, **kwargs: Any) -> None:
+        super().__init__(label, validators, **kwargs)
+        # The error summary's link moves focus to the first box.
+        self.id = f"{self.name}-day"
+        self.parts: dict[str, str] = dict.fromkeys(DATE_PARTS, "")
+        self.parts_in_error: frozenset[str] = frozenset()
+
+    def process(self, formdata: Any, data: Any = unset_value, extra_filters: Any = None) -> None:
+        super().process(formdata, data, extra_filters)
+        if formdata is None or self.data is not None or self.process_errors:
+            return
+        self.parts = {
+            part: (formdata.getlist(f"{self.name}-{part}") or [""])[0].strip()
+            for part in DATE_PARTS
+        }
+        try:
+            self.data = self._date_from_parts()
+        except ValueError as error:
+            self.process_errors.append(error.args[0])
+
+    def process_data(self, value: Any) -> None:
+        self.data = value
+        if isinstance(value, date):
+            self.parts = {"day": str(value.day), "month": str(value.month), "year": str(value.year)}
+
+    def process_formdata(self, valuelist: list[Any]) -> None:
+        """An ISO date posted under the field's own name."""
+        iso = str(valuelist[0]).strip() if valuelist else ""
+        self.data = None
+        if not iso:
+            return
+        try:
+            self.process_data(date.fromisoformat(iso))
+        except ValueError:
+            self.parts_in_error = frozenset(DATE_PARTS)
+            raise ValueError(
+                f"{self.label.text} must be a real date, like 12 3 2025 or 2025-03-12"
+            ) from None
+
+    def pre_validate(self, form: Any) -> None:
+        if self.process_errors:
+            # The reason the date could not be read is the message; no "enter a date" on top.
+            raise StopValidation()
+
+    def _date_from_parts(self) -> date | None:
+        label = self.label.text
+        missing = [part for part in DATE_PARTS if not self.parts[part]]
+        if len(missing) == len(DATE_PARTS):
+            return None
+        if missing:
+            self.parts_in_error = frozenset(missing)
+            raise ValueError(f"{label} must include a {' and a '.join(missing)}")
+        self.parts_in_error = frozenset(DATE_PARTS)
+        if not all(self.parts[part].isdigit() for part in DATE_PARTS):
+            raise ValueError(f"{label} must be in numbers, like 12 3 2025")
+        if len(self.parts["year"]) != 4:
+            raise ValueError(f"{label}: the year must have 4 numbers, like 2025")
+        try:
+            found = date(int(self.parts["year"]), int(self.parts["month"]), int(self.parts["day"]))
+        except ValueError:
+            raise ValueError(f"{label} must be a real date, like 12 3 2025") from None
+        self.parts_in_error = frozenset()
+        return found

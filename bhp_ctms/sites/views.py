@@ -21,6 +21,7 @@ from bhp_ctms.sites.forms import (
 from bhp_ctms.sites.models import Site
 from bhp_ctms.sites.services import SiteError, SiteScope, SiteService, visible_sites
 from bhp_ctms.studies.models import Study
+from bhp_ctms.studies.services import study_access
 
 # The values of a site shown on its page, each with a link to its history.
 SITE_FIELDS = (
@@ -31,11 +32,6 @@ SITE_FIELDS = (
     ("recruitment_target", "Recruitment target"),
     ("activated_on", "Activation date"),
 )
-
-
-def study_access(request: Any, study: Study) -> Any:
-    """The user's roles and sites in the study, for the page header."""
-    return next((a for a in request.my_studies if a.study.id == study.id), None)
 
 
 def history_links(request: Any, study: Study, site: Site) -> dict[str, str]:
@@ -82,7 +78,7 @@ class SiteViews:
         self.service = SiteService(request.db)
 
     def page(self, **values: Any) -> dict[str, Any]:
-        return {"study": self.study, "access": study_access(self.request, self.study), **values}
+        return {"study": self.study, "access": study_access(self.request, self.study.id), **values}
 
     def invalid(self, **values: Any) -> dict[str, Any]:
         self.request.response.status_int = 400

@@ -66,3 +66,8 @@ def studies_for_user(db: Session, memberships: list[Membership]) -> list[StudyAc
 
 def studies_of_request_user(request: Any) -> list[StudyAccess]:
     return studies_for_user(request.db, request.memberships)
+
+
+def study_access(request: Any, study_id: int) -> StudyAccess | None:
+    """The signed-in user's roles and sites in one study (None: they hold none there)."""
+    return next((access for access in request.my_studies if access.study.id == study_id), None)

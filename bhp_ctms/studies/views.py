@@ -8,6 +8,7 @@ from pyramid.httpexceptions import HTTPFound
 from pyramid.view import view_config
 
 from bhp_ctms.permissions import Permissions
+from bhp_ctms.studies.services import study_access
 
 
 @view_config(
@@ -29,5 +30,5 @@ def switch_study(request: Any) -> HTTPFound:
 @view_config(route_name="study", renderer="studies/study.html", permission=Permissions.STUDIES_VIEW)
 def study_overview(request: Any) -> dict[str, Any]:
     study = request.context.study
-    access = next(a for a in request.my_studies if a.study.id == study.id)
+    access = study_access(request, study.id)
     return {"study": study, "access": access}

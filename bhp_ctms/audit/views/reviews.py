@@ -3,20 +3,16 @@ review, and the verification runs with their "Verify now" button."""
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 from pyramid.httpexceptions import HTTPSeeOther
 from pyramid.view import view_config, view_defaults
 from sqlalchemy import select
-from wtforms import BooleanField, Field, PasswordField, SelectField, StringField, TextAreaField
-from wtforms.utils import unset_value
-from wtforms.validators import DataRequired, InputRequired, Length, StopValidation, ValidationError
 
 from bhp_ctms.accounts.services import AccountService
+from bhp_ctms.audit.forms import ReviewForm
 from bhp_ctms.audit.models import AuditVerification, VerificationStatus
 from bhp_ctms.audit.reviews import (
-    SIGNATURE_MEANING,
     ReviewError,
     record_review,
     reviews_for_study,
@@ -24,11 +20,10 @@ from bhp_ctms.audit.reviews import (
 )
 from bhp_ctms.audit.services import record_event
 from bhp_ctms.audit.tasks import verify_audit_trail_task
-from bhp_ctms.forms import Form, strip_whitespace
 from bhp_ctms.permissions import Permissions
-from bhp_ctms.sites.models import Site
 from bhp_ctms.sites.services import SiteScope, visible_sites
 from bhp_ctms.studies.resources import StudyResource
+from bhp_ctms.studies.services import study_access
 
 # How many verification runs the page lists, newest first.
 RECENT_VERIFICATIONS = 20
@@ -36,106 +31,9 @@ RECENT_VERIFICATIONS = 20
 REFRESH_SECONDS = 3
 WRONG_PASSWORD = "Your password is not right"
 
-DATE_PARTS = ("day", "month", "year")
-
-
-class DateInputField(Field):
-    """A date typed as day, month and year (the NHS.UK date input).
-
-    The parts arrive as ``<name>-day``, ``<name>-month`` and ``<name>-year``; what was
-    typed is kept in ``parts`` so that a page shown again with errors keeps it.
-    """
-
-    data: date | None
-    parts: dict[str, str]
-
-    def process(self, formdata: Any, data: Any = unset_value, extra_filters: Any = None) -> None:
-        super().process(formdata, data, extra_filters)
-        if formdata is None:
-            value = self.data if isinstance(self.data, date) else None
-            self.parts = {
-                "day": str(value.day) if value else "",
-                "month": str(value.month) if value else "",
-                "year": str(value.year) if value else "",
-            }
-            return
-        self.parts = {}
-        for part in DATE_PARTS:
-            typed = formdata.getlist(f"{self.name}-{part}")
-            self.parts[part] = typed[0].strip() if typed else ""
-        self.data = None
-        if not any(self.parts.values()):
-            return
-        try:
-            if len(self.parts["year"]) != 4:
-                raise ValueError("a year has four digits")
-            self.data = date(*(int(self.parts[part]) for part in ("year", "month", "day")))
-        except ValueError:
-            self.process_errors.append(f"{self.label.text} must be a real date, like 27 3 2025")
-
-    def pre_validate(self, form: Any) -> None:
-        if self.process_errors:
-            # The message is already among the errors; no "enter a date" on top of it.
-            raise StopValidation()
-
-
-class ReviewForm(Form):
-    site_id = SelectField("Site", choices=[])
-    participant_id = StringField(
-        "Participant ID (optional)",
-        description="To review only one participant's events",
-        filters=[strip_whitespace],
-    )
-    form_key = StringField(
-        "Form (optional)",
-        description="A CRF's key, such as vital_signs, to review only that form's events",
-        filters=[strip_whitespace],
-        validators=[Length(max=64, message="A form key has at most 64 characters")],
-    )
-    period_start = DateInputField(
-        "Start of the period",
-        description="For example, 1 3 2025",
-        validators=[DataRequired(message="Enter the start of the period you reviewed")],
-    )
-    period_end = DateInputField(
-        "End of the period",
-        description="Events up to the end of this day (UTC) are included",
-        validators=[DataRequired(message="Enter the end of the period you reviewed")],
-    )
-    findings = TextAreaField(
-        "Findings",
-        description="What you checked and what you found, including any queries raised",
-        validators=[DataRequired(message="Enter your findings")],
-    )
-    password = PasswordField(
-        "Your password",
-        description="Your electronic signature: the password you log in with",
-        validators=[InputRequired(message="Enter your password to sign the review")],
-    )
-    confirm = BooleanField(
-        SIGNATURE_MEANING,
-        validators=[DataRequired(message="Confirm that you sign off these findings")],
-    )
-
-    def __init__(self, formdata: Any = None, *, sites: list[Site], all_sites: bool) -> None:
-        super().__init__(formdata)
-        choices = [("", "All sites")] if all_sites else []
-        choices += [(str(site.id), f"{site.code} \N{EN DASH} {site.name}") for site in sites]
-        self.site_id.choices = choices
-
-    def validate_participant_id(self, field: Any) -> None:
-        # An ID beyond nine digits would not fit the database's integer column.
-        if field.data and not (field.data.isdigit() and len(field.data) <= 9):
-            raise ValidationError("Enter the participant ID as a number, like 12")
-
-    def validate_period_end(self, field: Any) -> None:
-        start = self.period_start.data
-        if start is not None and field.data is not None and field.data < start:
-            raise ValidationError("The end of the period must be the same as or after its start")
-
 
 def _access_labels(request: Any, study_id: int) -> str:
-    access = next((a for a in request.my_studies if a.study.id == study_id), None)
+    access = study_access(request, study_id)
     return access.role_labels if access else ""
 
 

@@ -36,6 +36,7 @@ from bhp_ctms.audit.services import record_event
 from bhp_ctms.permissions import Permissions, Role
 from bhp_ctms.sites.services import SiteScope, visible_sites
 from bhp_ctms.studies.resources import StudyResource
+from bhp_ctms.studies.services import study_access
 
 # The system trail has no sites, participants or forms to filter by.
 SYSTEM_FILTER_NAMES = tuple(
@@ -221,7 +222,7 @@ class StudyAuditTrailViews:
         self.scope = TrailScope.of_study(self.sites)
 
     def _page(self) -> dict[str, Any]:
-        access = next((a for a in self.request.my_studies if a.study.id == self.study.id), None)
+        access = study_access(self.request, self.study.id)
         sites = visible_sites(self.request.db, self.sites)
         return {
             "study": self.study,
