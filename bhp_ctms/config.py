@@ -18,6 +18,7 @@ DOMAINS = (
     "bhp_ctms.accounts",
     "bhp_ctms.studies",
     "bhp_ctms.sites",
+    "bhp_ctms.participants",
 )
 
 

@@ -3,9 +3,17 @@
 from bhp_ctms.accounts.models import LoginAttempt, Membership, User
 from bhp_ctms.audit.models import AuditCheckpoint, AuditEvent, AuditReview, AuditVerification
 from bhp_ctms.db import ModelBase
+from bhp_ctms.participants.models import (
+    ConsentRecord,
+    EligibilityAssessment,
+    Participant,
+    ParticipantIdentifiers,
+    ParticipantSequence,
+    Visit,
+)
 from bhp_ctms.sessions import UserSession
 from bhp_ctms.sites.models import Site
-from bhp_ctms.studies.models import Study
+from bhp_ctms.studies.models import ProtocolVersion, Study
 
 metadata = ModelBase.metadata
 
@@ -14,11 +22,18 @@ __all__ = [
     "AuditEvent",
     "AuditReview",
     "AuditVerification",
+    "ConsentRecord",
+    "EligibilityAssessment",
     "LoginAttempt",
     "Membership",
+    "Participant",
+    "ParticipantIdentifiers",
+    "ParticipantSequence",
+    "ProtocolVersion",
     "Site",
     "Study",
     "User",
     "UserSession",
+    "Visit",
     "metadata",
 ]

@@ -63,7 +63,14 @@ class Permissions(StrEnum):
     ACCOUNT_MANAGE = "account:manage"
     STUDIES_LIST = "studies:list"
     STUDIES_VIEW = "studies:view"
+    PORTFOLIO_VIEW = "portfolio:view"
+    PROTOCOL_MIGRATE = "protocol:migrate"
     SITES_MANAGE = "sites:manage"
+    PARTICIPANTS_VIEW = "participants:view"
+    PARTICIPANTS_REGISTER = "participants:register"
+    PARTICIPANTS_EDIT = "participants:edit"
+    ELIGIBILITY_CONFIRM = "eligibility:confirm"
+    IDENTIFIERS_VIEW = "identifiers:view"
     AUDIT_VIEW = "audit:view"
     AUDIT_EXPORT = "audit:export"
     AUDIT_REVIEW = "audit:review"
@@ -78,7 +85,18 @@ PERMISSION_DESCRIPTIONS = {
     Permissions.ACCOUNT_MANAGE: "manage one's own password and second factor",
     Permissions.STUDIES_LIST: "see the dashboard of one's own studies and sites",
     Permissions.STUDIES_VIEW: "open a study's overview (site staff see their own sites)",
+    Permissions.PORTFOLIO_VIEW: "see the trials unit's portfolio of studies by pillar and status",
+    Permissions.PROTOCOL_MIGRATE: "move participants' data to a newer protocol version",
     Permissions.SITES_MANAGE: "create, change and remove a study's sites; grant and revoke staff",
+    Permissions.PARTICIPANTS_VIEW: (
+        "see participants, their schedule, the grid and dashboards (site staff: their sites)"
+    ),
+    Permissions.PARTICIPANTS_REGISTER: "register (screen) a participant at one's own site",
+    Permissions.PARTICIPANTS_EDIT: "record consent, eligibility, visits and status changes",
+    Permissions.ELIGIBILITY_CONFIRM: "confirm a participant's eligibility as PI or delegate",
+    Permissions.IDENTIFIERS_VIEW: (
+        "see and record participants' direct identifiers (only at one's own site)"
+    ),
     Permissions.AUDIT_VIEW: (
         "read the audit trail and any value's history (site staff: their sites)"
     ),
@@ -87,6 +105,10 @@ PERMISSION_DESCRIPTIONS = {
     Permissions.AUDIT_VERIFY: "run the audit trail's verification and see its results",
 }
 
+# Permissions granted only by a role held at the participant's own site: no study-wide
+# or all-studies role gives them.
+SITE_ONLY_PERMISSIONS = frozenset({Permissions.IDENTIFIERS_VIEW})
+
 # Permissions every signed-in user has, whatever their memberships.
 AUTHENTICATED_PERMISSIONS = frozenset({Permissions.ACCOUNT_MANAGE, Permissions.STUDIES_LIST})
 
@@ -94,17 +116,54 @@ _AUDIT_READERS = frozenset(
     {Permissions.AUDIT_VIEW, Permissions.AUDIT_EXPORT, Permissions.AUDIT_VERIFY}
 )
 
+_SITE_STAFF = frozenset(
+    {
+        Permissions.STUDIES_VIEW,
+        Permissions.AUDIT_VIEW,
+        Permissions.PARTICIPANTS_VIEW,
+        Permissions.PARTICIPANTS_REGISTER,
+        Permissions.PARTICIPANTS_EDIT,
+        Permissions.IDENTIFIERS_VIEW,
+    }
+)
+
 MATRIX: dict[Role, frozenset[Permissions]] = {
-    Role.CTU_ADMIN: frozenset({Permissions.STUDIES_VIEW, Permissions.SITES_MANAGE})
+    Role.CTU_ADMIN: frozenset(
+        {
+            Permissions.STUDIES_VIEW,
+            Permissions.PORTFOLIO_VIEW,
+            Permissions.SITES_MANAGE,
+            Permissions.PARTICIPANTS_VIEW,
+        }
+    )
     | _AUDIT_READERS,
-    Role.DATA_MANAGER: frozenset({Permissions.STUDIES_VIEW, Permissions.AUDIT_REVIEW})
+    Role.DATA_MANAGER: frozenset(
+        {
+            Permissions.STUDIES_VIEW,
+            Permissions.PORTFOLIO_VIEW,
+            Permissions.PROTOCOL_MIGRATE,
+            Permissions.PARTICIPANTS_VIEW,
+            Permissions.AUDIT_REVIEW,
+        }
+    )
     | _AUDIT_READERS,
-    Role.SITE_COORDINATOR: frozenset({Permissions.STUDIES_VIEW, Permissions.AUDIT_VIEW}),
-    Role.SITE_PI: frozenset({Permissions.STUDIES_VIEW, Permissions.AUDIT_VIEW}),
-    Role.MONITOR: frozenset({Permissions.STUDIES_VIEW, Permissions.AUDIT_REVIEW}) | _AUDIT_READERS,
+    Role.SITE_COORDINATOR: _SITE_STAFF,
+    Role.SITE_PI: _SITE_STAFF | {Permissions.ELIGIBILITY_CONFIRM},
+    Role.MONITOR: frozenset(
+        {
+            Permissions.STUDIES_VIEW,
+            Permissions.PORTFOLIO_VIEW,
+            Permissions.PARTICIPANTS_VIEW,
+            Permissions.AUDIT_REVIEW,
+        }
+    )
+    | _AUDIT_READERS,
     Role.STATISTICIAN_BLINDED: frozenset({Permissions.STUDIES_VIEW}),
     Role.STATISTICIAN_UNBLINDED: frozenset({Permissions.STUDIES_VIEW}),
-    Role.AUDITOR: frozenset({Permissions.STUDIES_VIEW}) | _AUDIT_READERS,
+    Role.AUDITOR: frozenset(
+        {Permissions.STUDIES_VIEW, Permissions.PORTFOLIO_VIEW, Permissions.PARTICIPANTS_VIEW}
+    )
+    | _AUDIT_READERS,
 }
 
 
@@ -131,7 +190,8 @@ def root_acl() -> list[tuple[str, str, object]]:
     ]
     for role, permissions in MATRIX.items():
         acl.extend(
-            (Allow, global_principal(role), permission) for permission in sorted(permissions)
+            (Allow, global_principal(role), permission)
+            for permission in sorted(permissions - SITE_ONLY_PERMISSIONS)
         )
     return acl
 
@@ -140,7 +200,7 @@ def study_acl(study_id: int) -> list[tuple[str, str, str]]:
     """ACL of a study: global, study-wide and site-scoped holders of each role."""
     acl: list[tuple[str, str, str]] = []
     for role, permissions in MATRIX.items():
-        for permission in sorted(permissions):
+        for permission in sorted(permissions - SITE_ONLY_PERMISSIONS):
             acl.append((Allow, global_principal(role), permission))
             acl.append((Allow, study_principal(study_id, role), permission))
             acl.append((Allow, study_site_role_principal(study_id, role), permission))
@@ -152,7 +212,8 @@ def site_acl(study_id: int, site_id: int) -> list[tuple[str, str, str]]:
     acl: list[tuple[str, str, str]] = []
     for role, permissions in MATRIX.items():
         for permission in sorted(permissions):
-            acl.append((Allow, global_principal(role), permission))
-            acl.append((Allow, study_principal(study_id, role), permission))
+            if permission not in SITE_ONLY_PERMISSIONS:
+                acl.append((Allow, global_principal(role), permission))
+                acl.append((Allow, study_principal(study_id, role), permission))
             acl.append((Allow, site_principal(site_id, role), permission))
     return acl

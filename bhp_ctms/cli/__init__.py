@@ -17,7 +17,17 @@ import click
 
 from bhp_ctms.settings import SettingsError
 
-COMMAND_MODULES = ("db", "demo", "user", "permissions", "audit", "worker", "run")
+COMMAND_MODULES = (
+    "db",
+    "demo",
+    "user",
+    "study",
+    "participant",
+    "permissions",
+    "audit",
+    "worker",
+    "run",
+)
 
 
 @dataclass

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from bhp_ctms.sites.resources import SiteFactory
-from bhp_ctms.studies.resources import StudyFactory
-
 
 def includeme(config: Any) -> None:
+    # Imported here: importing a domain's models must not pull in its views' factories.
+    from bhp_ctms.sites.resources import SiteFactory
+    from bhp_ctms.studies.resources import StudyFactory
+
     config.add_route("sites", "/studies/{code}/sites/", factory=StudyFactory)
     config.add_route("site_new", "/studies/{code}/sites/new", factory=StudyFactory)
     config.add_route("site", "/studies/{code}/sites/{site}/", factory=SiteFactory)

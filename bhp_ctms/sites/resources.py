@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from bhp_ctms.permissions import site_acl
 from bhp_ctms.sites.models import Site
+from bhp_ctms.sites.services import SiteScope
 from bhp_ctms.studies.models import Study
 from bhp_ctms.studies.resources import StudyFactory
 
@@ -26,11 +27,18 @@ class SiteResource:
 
 
 def SiteFactory(request: Any) -> SiteResource:
-    """The site named by ``{code}`` (the study) and ``{site}`` (its code in the study)."""
+    """The site named by ``{code}`` (the study) and ``{site}`` (its code in the study),
+    if the user's site scope holds it."""
     study = StudyFactory(request).study
     site = request.db.scalars(
         select(Site).where(Site.study_id == study.id, Site.code == request.matchdict["site"])
     ).first()
     if site is None:
         raise HTTPNotFound()
+    # Site staff of another site get a 404, as for any object outside their scope.
+    # Someone not logged in is left to the permission check, which asks them to log in.
+    if request.identity is not None:
+        scope = SiteScope.for_memberships(study.id, request.memberships)
+        if not scope.allows(site.id):
+            raise HTTPNotFound()
     return SiteResource(study, site)

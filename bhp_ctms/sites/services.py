@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, TypeVar
+from typing import Any, TypeVarTuple
 
 from sqlalchemy import Select, false, select
 from sqlalchemy.orm import Session, contains_eager
@@ -24,7 +24,8 @@ from bhp_ctms.db import utcnow
 from bhp_ctms.permissions import Role
 from bhp_ctms.sites.models import Site, SiteStatus
 
-T = TypeVar("T", bound=Any)
+# The columns a statement selects, whatever their number.
+Ts = TypeVarTuple("Ts")
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class SiteScope:
                 site_ids.add(membership.site_id)
         return cls(study_id, False, frozenset(site_ids))
 
-    def apply(self, statement: Select[T], site_id_column: Any) -> Select[T]:
+    def apply(self, statement: Select[*Ts], site_id_column: Any) -> Select[*Ts]:
         """Restrict a query to this scope's sites."""
         if self.all_sites:
             return statement

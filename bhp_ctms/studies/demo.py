@@ -1,23 +1,22 @@
-"""The demo study: loaded from ``forms/demo/study.yaml``, idempotently."""
+"""The demo study: ``forms/demo`` loaded like any study folder, plus its demo users."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bhp_ctms.accounts.services import AccountService
-from bhp_ctms.audit.capture import acting_as
 from bhp_ctms.audit.services import AuditActor
 from bhp_ctms.permissions import Role
 from bhp_ctms.settings import Settings
-from bhp_ctms.sites.models import Site, SiteStatus
-from bhp_ctms.studies.models import Blinding, Study, StudyStatus
-from bhp_ctms.studies.services import find_study
+from bhp_ctms.sites.models import Site
+from bhp_ctms.studies.definition import STUDY_FILE, DefinitionError
+from bhp_ctms.studies.loading import load_study
+from bhp_ctms.studies.models import Study
 
 
 class DemoDefinitionError(ValueError):
@@ -32,76 +31,31 @@ class DemoUser:
     where: str
 
 
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        with path.open(encoding="utf-8") as handle:
-            definition = yaml.safe_load(handle)
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise DemoDefinitionError(f"{path}{line}: {error.problem}") from None
-    except OSError as error:
-        raise DemoDefinitionError(f"{path}: {error.strerror}") from None
-    if not isinstance(definition, dict):
-        raise DemoDefinitionError(f"{path}: expected a mapping of study settings")
-    return definition
-
-
 def load_demo(
     db: Session, settings: Settings, actor: AuditActor, path: Path, password: str
 ) -> tuple[Study, list[DemoUser]]:
-    """Create or update the demo study, its sites and one user per role.
+    """Load the demo study folder (``path`` is the folder or its ``study.yaml``) with
+    :func:`~bhp_ctms.studies.loading.load_study`, then its demo users, one per role.
 
     Running it again changes nothing but the demo users' password, which is set to
     ``password`` each time so the password printed is always the one that works.
     """
-    definition = _read(path)
+    folder = path if path.is_dir() else path.parent
+    if not path.is_dir() and path.name != STUDY_FILE:
+        raise DemoDefinitionError(f"{path}: a study folder's file must be named {STUDY_FILE}")
     try:
-        study = _upsert_study(db, actor, definition)
-        sites = {site.code: site for site in _upsert_sites(db, actor, study, definition)}
-        users = _upsert_users(db, settings, actor, study, sites, definition, password)
-    except (KeyError, ValueError, TypeError) as error:
-        raise DemoDefinitionError(f"{path}: {error}") from None
+        result = load_study(db, actor, folder)
+    except DefinitionError as error:
+        raise DemoDefinitionError(str(error)) from None
+    study = result.study
+    sites = {site.code: site for site in db.scalars(select(Site).where(Site.study_id == study.id))}
+    try:
+        users = _upsert_users(
+            db, settings, actor, study, sites, list(result.definition.users), password
+        )
+    except (KeyError, ValueError) as error:
+        raise DemoDefinitionError(f"{folder / STUDY_FILE}: users: {error}") from None
     return study, users
-
-
-def _upsert_study(db: Session, actor: AuditActor, definition: dict[str, Any]) -> Study:
-    code = definition["code"]
-    study = find_study(db, code)
-    if study is not None:
-        return study
-    study = Study(
-        code=code,
-        title=definition["title"],
-        blinding=Blinding(definition.get("blinding", "open")),
-        status=StudyStatus(definition.get("status", "set_up")),
-        target_sample_size=definition.get("target_sample_size"),
-    )
-    with acting_as(db, actor):
-        db.add(study)
-    return study
-
-
-def _upsert_sites(
-    db: Session, actor: AuditActor, study: Study, definition: dict[str, Any]
-) -> list[Site]:
-    sites = []
-    for entry in definition.get("sites", []):
-        site = db.scalars(
-            select(Site).where(Site.study_id == study.id, Site.code == entry["code"])
-        ).first()
-        if site is None:
-            site = Site(
-                study_id=study.id,
-                code=entry["code"],
-                name=entry["name"],
-                status=SiteStatus(entry.get("status", "pending")),
-                recruitment_target=entry.get("recruitment_target"),
-            )
-            with acting_as(db, actor):
-                db.add(site)
-        sites.append(site)
-    return sites
 
 
 def _upsert_users(
@@ -110,12 +64,12 @@ def _upsert_users(
     actor: AuditActor,
     study: Study,
     sites: dict[str, Site],
-    definition: dict[str, Any],
+    entries: list[Mapping[str, str]],
     password: str,
 ) -> list[DemoUser]:
     accounts = AccountService(db, settings)
     demo_users = []
-    for entry in definition.get("users", []):
+    for entry in entries:
         role = Role(entry["role"])
         user = accounts.find_user(entry["username"])
         if user is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from sqlalchemy import select
@@ -12,7 +13,8 @@ from bhp_ctms.accounts.models import Membership
 from bhp_ctms.permissions import Role
 from bhp_ctms.sites.models import Site
 from bhp_ctms.sites.services import SiteScope
-from bhp_ctms.studies.models import Study
+from bhp_ctms.studies.definition import StudyDefinition
+from bhp_ctms.studies.models import ProtocolVersion, Study
 
 
 def find_study(db: Session, code: str) -> Study | None:
@@ -71,3 +73,42 @@ def studies_of_request_user(request: Any) -> list[StudyAccess]:
 def study_access(request: Any, study_id: int) -> StudyAccess | None:
     """The signed-in user's roles and sites in one study (None: they hold none there)."""
     return next((access for access in request.my_studies if access.study.id == study_id), None)
+
+
+# -- protocol versions ---------------------------------------------------------------
+
+_DEFINITIONS: dict[str, StudyDefinition] = {}
+
+
+def protocol_definition(version: ProtocolVersion) -> StudyDefinition:
+    """The study definition a protocol version was loaded with (parsed once per content)."""
+    definition = _DEFINITIONS.get(version.definition_sha256)
+    if definition is None:
+        definition = StudyDefinition.from_json(version.definition)
+        _DEFINITIONS[version.definition_sha256] = definition
+    return definition
+
+
+def current_protocol_version(
+    db: Session, study_id: int, on: date | None = None
+) -> ProtocolVersion | None:
+    """The version in effect on a day (today by default): the latest whose effective date
+    has come. New participants and new visits use it; an amendment loaded ahead of its
+    effective date is not used before then."""
+    on = on or date.today()
+    return db.scalars(
+        select(ProtocolVersion)
+        .where(ProtocolVersion.study_id == study_id, ProtocolVersion.effective_on <= on)
+        .order_by(ProtocolVersion.effective_on.desc(), ProtocolVersion.number.desc())
+        .limit(1)
+    ).first()
+
+
+def protocol_versions(db: Session, study_id: int) -> list[ProtocolVersion]:
+    return list(
+        db.scalars(
+            select(ProtocolVersion)
+            .where(ProtocolVersion.study_id == study_id)
+            .order_by(ProtocolVersion.number)
+        )
+    )

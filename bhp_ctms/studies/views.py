@@ -15,7 +15,10 @@ from bhp_ctms.studies.services import study_access
     route_name="dashboard", renderer="studies/dashboard.html", permission=Permissions.STUDIES_LIST
 )
 def dashboard(request: Any) -> dict[str, Any]:
-    return {"studies": request.my_studies}
+    return {
+        "studies": request.my_studies,
+        "can_view_portfolio": request.has_permission(Permissions.PORTFOLIO_VIEW),
+    }
 
 
 @view_config(route_name="study_switch", permission=Permissions.STUDIES_LIST)

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import json
+from datetime import date
 from functools import lru_cache
+from pathlib import Path
+from typing import Any
 
 import factory
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bhp_ctms.accounts.models import Membership, User
 from bhp_ctms.accounts.services import hash_password
+from bhp_ctms.participants.models import Participant, ParticipantSequence, ParticipantStatus
 from bhp_ctms.permissions import Role
 from bhp_ctms.sites.models import Site, SiteStatus
-from bhp_ctms.studies.models import Blinding, Study, StudyStatus
+from bhp_ctms.studies.definition import read_study
+from bhp_ctms.studies.models import Blinding, ProtocolVersion, Study, StudyStatus
 
 PASSWORD = "plinth-marigold-viaduct"
+DEMO_FOLDER = Path(__file__).resolve().parents[2] / "forms" / "demo"
 
 
 @lru_cache(maxsize=1)
@@ -71,7 +81,94 @@ class MembershipFactory(_Base):
     site_id = None
 
 
-ALL_FACTORIES = (UserFactory, StudyFactory, SiteFactory, MembershipFactory)
+@lru_cache(maxsize=1)
+def _demo_definition() -> dict[str, Any]:
+    return read_study(DEMO_FOLDER).to_json()
+
+
+def demo_definition() -> dict[str, Any]:
+    """The demo study's definition (forms/demo) as a protocol version stores it."""
+    return copy.deepcopy(_demo_definition())
+
+
+def definition_sha256(definition: dict[str, Any]) -> str:
+    return hashlib.sha256(
+        json.dumps(definition, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    ).hexdigest()
+
+
+class ProtocolVersionFactory(_Base):
+    """A protocol version of the demo study's definition (schedule, arms, criteria)."""
+
+    class Meta:
+        model = ProtocolVersion
+
+    study = factory.SubFactory(StudyFactory)
+    number = 1
+    label = "1.0"
+    effective_on = date(2026, 1, 5)
+    summary = ""
+    definition = factory.LazyFunction(demo_definition)
+    definition_sha256 = factory.LazyAttribute(lambda version: definition_sha256(version.definition))
+
+
+def _protocol_version_of(participant: Any) -> ProtocolVersion:
+    """The study's latest protocol version, made if the study has none yet."""
+    session: Session = ParticipantFactory._meta.sqlalchemy_session  # type: ignore[attr-defined]
+    version = session.scalars(
+        select(ProtocolVersion)
+        .where(ProtocolVersion.study_id == participant.study.id)
+        .order_by(ProtocolVersion.number.desc())
+    ).first()
+    if version is None:
+        version = ProtocolVersionFactory.create(study=participant.study)
+    return version
+
+
+def _next_sequence(participant: Any) -> int:
+    """The site's next number, kept in step with the counter registration uses."""
+    session: Session = ParticipantFactory._meta.sqlalchemy_session  # type: ignore[attr-defined]
+    counter = session.get(ParticipantSequence, participant.site.id)
+    if counter is None:
+        counter = ParticipantSequence(site_id=participant.site.id, last_sequence=0)
+        session.add(counter)
+    counter.last_sequence += 1
+    session.flush()
+    return counter.last_sequence
+
+
+class ParticipantFactory(_Base):
+    class Meta:
+        model = Participant
+
+    site = factory.SubFactory(SiteFactory)
+    study = factory.SelfAttribute("site.study")
+    protocol_version = factory.LazyAttribute(_protocol_version_of)
+    sequence = factory.LazyAttribute(_next_sequence)
+    code = factory.LazyAttribute(
+        lambda participant: (
+            f"{participant.study.code}-{participant.site.code}-{participant.sequence:04d}"
+        )
+    )
+    status = ParticipantStatus.SCREENED
+    registered_on = date(2026, 2, 2)
+    randomised_on = None
+    is_child = False
+
+    @classmethod
+    def _create(cls, model_class: Any, *args: Any, **kwargs: Any) -> Any:
+        study = kwargs.pop("study")
+        return super()._create(model_class, *args, study_id=study.id, **kwargs)
+
+
+ALL_FACTORIES = (
+    UserFactory,
+    StudyFactory,
+    SiteFactory,
+    MembershipFactory,
+    ProtocolVersionFactory,
+    ParticipantFactory,
+)
 
 
 def bind_factories(session: Session) -> None:

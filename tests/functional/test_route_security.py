@@ -13,7 +13,13 @@ import pytest
 
 from bhp_ctms.headers import CONTENT_SECURITY_POLICY
 from bhp_ctms.permissions import AUTHENTICATED_PERMISSIONS, Permissions, Role
-from tests.factories import MembershipFactory, SiteFactory, StudyFactory, UserFactory
+from tests.factories import (
+    MembershipFactory,
+    ParticipantFactory,
+    SiteFactory,
+    StudyFactory,
+    UserFactory,
+)
 from tests.functional.helpers import csrf_token, login
 
 # Routes anyone may reach without logging in: the log-in steps, health, static files.
@@ -27,6 +33,15 @@ class RouteView:
     pattern: str
     methods: tuple[str, ...]
     permission: str | None
+
+
+def _methods(request_methods) -> tuple[str, ...]:
+    """A view's methods: ``request_method`` may be one name, several, or none (any)."""
+    if not request_methods:
+        return ("GET", "POST")
+    if isinstance(request_methods, str):
+        return (request_methods,)
+    return tuple(request_methods)
 
 
 def route_views(registry) -> list[RouteView]:
@@ -47,18 +62,25 @@ def route_views(registry) -> list[RouteView]:
             RouteView(
                 route_name=view["route_name"],
                 pattern=patterns[view["route_name"]],
-                methods=tuple(view["request_methods"] or ("GET", "POST")),
+                methods=_methods(view["request_methods"]),
                 permission=permissions[0] if permissions else None,
             )
         )
     return found
 
 
-def url_for(pattern: str, study_code: str, site_code: str = "NOSITE") -> str:
+def url_for(
+    pattern: str, study_code: str, site_code: str = "NOSITE", participant: str = "NOPART"
+) -> str:
     path = (
         pattern.replace("{code}", study_code)
         .replace("{site}", site_code)
         .replace("{membership}", "1")
+        .replace("{participant}", participant)
+        .replace("{assessment}", "1")
+        .replace("{event}", "baseline")
+        .replace("{instance}", "1")
+        .replace("{version}", "1")
         .replace("*subpath", "css/app.css")
     )
     assert "{" not in path, f"add a value for the placeholders of {pattern}"
@@ -132,25 +154,32 @@ def test_site_staff_see_only_their_own_sites(app, db_session):
 
 def test_anonymous_requests_are_sent_to_log_in(app, db_session):
     study = StudyFactory(code="ANON")
+    participant = ParticipantFactory(site=SiteFactory(study=study))
     for view in route_views(app.app.registry):
         if view.route_name in PUBLIC_ROUTES or "GET" not in view.methods:
             continue
-        response = app.get(url_for(view.pattern, study.code), expect_errors=True)
+        path = url_for(view.pattern, study.code, participant.site.code, participant.code)
+        response = app.get(path, expect_errors=True)
         assert response.status_int == 302 and "/login" in response.location, view
 
 
 @pytest.mark.parametrize("token", [None, "wrong-token"])
 def test_no_route_accepts_a_post_without_the_csrf_token(app, db_session, token):
     study = StudyFactory(code="CSRF")
+    participant = ParticipantFactory(site=SiteFactory(study=study))
+    # Every role, so that no permission check answers before the CSRF check does.
     admin = UserFactory(username="admin")
-    MembershipFactory(user=admin, role=Role.CTU_ADMIN)
+    for role in Role:
+        MembershipFactory(user=admin, role=role)
+        MembershipFactory(user=admin, role=role, study_id=study.id, site_id=participant.site.id)
     login(app, "admin")
     posted = 0
     for view in route_views(app.app.registry):
         if "POST" not in view.methods or view.route_name == "__static/":
             continue
         params = {} if token is None else {"csrf_token": token}
-        response = app.post(url_for(view.pattern, study.code), params, expect_errors=True)
+        path = url_for(view.pattern, study.code, participant.site.code, participant.code)
+        response = app.post(path, params, expect_errors=True)
         assert response.status_int == 400, (view, response.status)
         assert "This form has expired" in response.text
         posted += 1
