@@ -30,8 +30,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from webtest import TestApp
 
 from benchmarks.scratch import machine_load, print_table, scratch_database
+from bhp_ctms import config
 from bhp_ctms.audit.capture import DISABLED_KEY
-from bhp_ctms.config import configure
 from bhp_ctms.participants.models import (
     ExclusionReason,
     Participant,
@@ -207,7 +207,8 @@ def visit_rows(
 def set_up(url: str, arguments: argparse.Namespace) -> tuple[TestApp, str, dict[str, int]]:
     """The application on ``url`` with the study, site, participants and visits, and a
     logged-in coordinator of the site; the grid's path and what was loaded."""
-    wsgi_app = configure({"bhp_ctms": make_settings(url)}).make_wsgi_app()
+    # Built as a WSGI server builds it (bhp_ctms.config:main), start-up tuning included.
+    wsgi_app = config.main({}, bhp_ctms=make_settings(url))
     factory: sessionmaker[Session] = wsgi_app.registry["sqlalchemy.sessionmaker"]
     rng = random.Random(arguments.seed)
     today = date.today()

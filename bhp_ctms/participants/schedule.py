@@ -8,9 +8,9 @@ page, the site grid and the dashboards all compute the same flags the same way.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import date, timedelta
 from enum import StrEnum
+from typing import NamedTuple
 
 from bhp_ctms.participants.models import (
     Participant,
@@ -67,9 +67,11 @@ _ENDED = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class ScheduledVisit:
-    """One scheduled event of one participant: when it is expected and what happened."""
+class ScheduledVisit(NamedTuple):
+    """One scheduled event of one participant: when it is expected and what happened.
+
+    A named tuple rather than a dataclass: a site's grid makes tens of thousands of them.
+    """
 
     event: Event
     expected_on: date | None
@@ -77,6 +79,45 @@ class ScheduledVisit:
     window_closes: date | None
     visit: Visit | None
     state: VisitState
+
+
+class EventTiming(NamedTuple):
+    """A scheduled event's day offset and window as intervals, worked out once per
+    protocol version rather than once per participant."""
+
+    event: Event
+    offset: timedelta | None
+    before: timedelta
+    after: timedelta
+    # Events before the baseline (screening) are due as soon as the person is screened.
+    due_before_baseline: bool
+
+
+# Timings per definition, keyed by identity (definitions are not hashable); each entry
+# keeps its definition alive, so an id is never reused while it is in here.
+_TIMINGS: dict[int, tuple[StudyDefinition, tuple[EventTiming, ...]]] = {}
+_TIMINGS_KEPT = 64
+
+
+def event_timings(definition: StudyDefinition) -> tuple[EventTiming, ...]:
+    """The timings of the definition's scheduled events, in protocol order."""
+    cached = _TIMINGS.get(id(definition))
+    if cached is not None and cached[0] is definition:
+        return cached[1]
+    timings = tuple(
+        EventTiming(
+            event,
+            None if event.day_offset is None else timedelta(days=event.day_offset),
+            timedelta(days=event.window_before),
+            timedelta(days=event.window_after),
+            event.day_offset is not None and event.day_offset <= 0,
+        )
+        for event in scheduled_events(definition)
+    )
+    if len(_TIMINGS) >= _TIMINGS_KEPT:
+        _TIMINGS.clear()
+    _TIMINGS[id(definition)] = (definition, timings)
+    return timings
 
 
 def baseline_of(definition: StudyDefinition, participant: Participant) -> date | None:
@@ -96,41 +137,43 @@ def expects_visits(participant: Participant) -> bool:
 
 
 def visit_state(
-    event: Event,
+    timing: EventTiming,
     baseline: date | None,
     visit: Visit | None,
     expecting: bool,
     today: date,
-) -> tuple[VisitState, date | None, date | None, date | None]:
-    """The state of one scheduled event, with its expected date and window."""
+) -> ScheduledVisit:
+    """One scheduled event's expected date, window and state: the one place that decides
+    whether a visit is upcoming, due, overdue, done (in or out of its window), not done
+    or no longer expected."""
     expected = opens = closes = None
-    if baseline is not None and event.day_offset is not None:
-        expected = baseline + timedelta(days=event.day_offset)
-        opens = expected - timedelta(days=event.window_before)
-        closes = expected + timedelta(days=event.window_after)
+    if baseline is not None and timing.offset is not None:
+        expected = baseline + timing.offset
+        opens = expected - timing.before
+        closes = expected + timing.after
     if visit is not None:
         if visit.status == VisitStatus.NOT_DONE:
-            return VisitState.NOT_DONE, expected, opens, closes
-        outside = (
+            state = VisitState.NOT_DONE
+        elif (
             opens is not None
             and closes is not None
             and visit.visit_on is not None
             and not opens <= visit.visit_on <= closes
-        )
-        state = VisitState.DONE_OUT_OF_WINDOW if outside else VisitState.DONE
-        return state, expected, opens, closes
-    if not expecting:
-        return VisitState.NOT_EXPECTED, expected, opens, closes
-    if opens is None or closes is None:
-        # Events before the baseline (screening) are due as soon as the person is screened.
-        if event.day_offset is not None and event.day_offset <= 0:
-            return VisitState.DUE, expected, opens, closes
-        return VisitState.AWAITING_BASELINE, expected, opens, closes
-    if today > closes:
-        return VisitState.OVERDUE, expected, opens, closes
-    if today >= opens:
-        return VisitState.DUE, expected, opens, closes
-    return VisitState.UPCOMING, expected, opens, closes
+        ):
+            state = VisitState.DONE_OUT_OF_WINDOW
+        else:
+            state = VisitState.DONE
+    elif not expecting:
+        state = VisitState.NOT_EXPECTED
+    elif opens is None or closes is None:
+        state = VisitState.DUE if timing.due_before_baseline else VisitState.AWAITING_BASELINE
+    elif today > closes:
+        state = VisitState.OVERDUE
+    elif today >= opens:
+        state = VisitState.DUE
+    else:
+        state = VisitState.UPCOMING
+    return ScheduledVisit(timing.event, expected, opens, closes, visit, state)
 
 
 def scheduled_events(definition: StudyDefinition) -> list[Event]:
@@ -148,9 +191,7 @@ def participant_schedule(
     recorded = {visit.event_code: visit for visit in visits if visit.instance == 1}
     baseline = baseline_of(definition, participant)
     expecting = expects_visits(participant)
-    schedule = []
-    for event in scheduled_events(definition):
-        visit = recorded.get(event.code)
-        state, expected, opens, closes = visit_state(event, baseline, visit, expecting, today)
-        schedule.append(ScheduledVisit(event, expected, opens, closes, visit, state))
-    return schedule
+    return [
+        visit_state(timing, baseline, recorded.get(timing.event.code), expecting, today)
+        for timing in event_timings(definition)
+    ]

@@ -11,12 +11,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
+from urllib.parse import quote
 
 from markupsafe import Markup, escape
 from sqlalchemy.orm import Session
 
-from bhp_ctms.participants.models import Participant, ParticipantStatus
-from bhp_ctms.participants.schedule import ScheduledVisit, VisitState, scheduled_events
+from bhp_ctms.participants.models import Participant, ParticipantStatus, Visit
+from bhp_ctms.participants.schedule import (
+    ScheduledVisit,
+    VisitState,
+    baseline_of,
+    event_timings,
+    expects_visits,
+    scheduled_events,
+    visit_state,
+)
 from bhp_ctms.participants.worklists.schedules import load_schedules, site_scope
 from bhp_ctms.sites.models import Site
 from bhp_ctms.studies.definition import Event, StudyDefinition
@@ -68,6 +77,7 @@ def cell_class(state: VisitState) -> str:
 
 
 @lru_cache(maxsize=4096)
+@lru_cache(maxsize=4096)
 def _shown(day: date) -> str:
     """A date as the pages show it (``12 Mar 2025``); a grid shows the same few often."""
     return ukdate(day)
@@ -102,21 +112,26 @@ class GridCell:
 
 NOT_IN_VERSION = GridCell(None, "app-visit--none", "\N{EM DASH}", NOT_IN_VERSION_LABEL)
 
-# What a cell depends on, as plain values (so that the garbage collector soon stops
-# tracking the keys): its state, its expected date and window, and the visit's date or
-# why it was not done. When visits have forms, their states belong here too.
-CellKey = tuple[str, date | None, date | None, date | None, date | None, str]
+# What decides a cell, on one day: the event (its protocol version and place in the
+# schedule), the participant's baseline and whether visits are still expected of them,
+# and the visit's status, date and why it was not done. When visits have forms, their
+# states belong here too.
+CellKey = tuple[int, int, date | None, bool, str | None, date | None, str]
 
 
-def cell_key(scheduled: ScheduledVisit) -> CellKey:
-    visit = scheduled.visit
+def cell_key(
+    version_id: int, index: int, baseline: date | None, expecting: bool, visit: Visit | None
+) -> CellKey:
+    if visit is None:
+        return (version_id, index, baseline, expecting, None, None, "")
     return (
-        scheduled.state.value,
-        scheduled.expected_on,
-        scheduled.window_opens,
-        scheduled.window_closes,
-        visit.visit_on if visit is not None else None,
-        visit.not_done_reason if visit is not None else "",
+        version_id,
+        index,
+        baseline,
+        expecting,
+        visit.status,
+        visit.visit_on,
+        visit.not_done_reason,
     )
 
 
@@ -159,11 +174,15 @@ class GridRow:
     participant: Participant
     cells: tuple[GridCell, ...]
 
-    @property
-    def cells_html(self) -> Markup:
-        """The row's cells as one piece of markup, for the template to place at once."""
-        # Safe: each cell's markup is built from our own words and dates, and escaped text.
-        return Markup("".join(cell.html for cell in self.cells))  # noqa: S704
+    def html(self, link: str) -> str:
+        """The row: the participant's study ID (linked), their status, their cells."""
+        code = escape(self.participant.code)
+        return (
+            f'<tr><th scope="row"><a href="{escape(link)}">{code}</a></th>'
+            f"<td>{escape(self.participant.status.label)}</td>"
+            + "".join(cell.html for cell in self.cells)
+            + "</tr>"
+        )
 
 
 @dataclass(frozen=True)
@@ -174,6 +193,17 @@ class Grid:
     rows: list[GridRow]
     # Participants matching the status filter, before "overdue only".
     matching: int
+
+    def rows_html(self, participant_link: str, placeholder: str) -> Markup:
+        """Every row as one piece of markup, for the template to place at once (a grid
+        holds tens of thousands of cells). ``participant_link`` is a participant page's
+        path with ``placeholder`` where the study ID goes."""
+        rows = (
+            row.html(participant_link.replace(placeholder, quote(row.participant.code, safe="")))
+            for row in self.rows
+        )
+        # Safe: the markup is our own, around escaped codes, labels and dates.
+        return Markup("\n".join(rows))  # noqa: S704
 
 
 def site_grid(
@@ -196,20 +226,35 @@ def site_grid(
         version_id: _positions(columns, definition)
         for version_id, definition in loaded.definitions.items()
     }
-    # Participants share many cells (same state, same dates): each is made once.
-    made: dict[CellKey, GridCell] = {}
+    # Participants share many cells. A cell is worked out once for what decides it
+    # (CellKey), and made once for what it shows (the scheduled visit's dates, state
+    # and visit), so that cells alike are one object whose markup is built once.
+    decided: dict[CellKey, GridCell] = {}
+    shown: dict[tuple[object, ...], GridCell] = {}
     rows = []
-    for participant, schedule in loaded.each():
+    for participant, visits in loaded.each_with_visits():
+        version_id = participant.protocol_version_id
+        definition = loaded.definitions[version_id]
+        timings = event_timings(definition)
+        baseline = baseline_of(definition, participant)
+        expecting = expects_visits(participant)
+        recorded = {visit.event_code: visit for visit in visits}
         cells = []
-        for index in positions[participant.protocol_version_id]:
+        for index in positions[version_id]:
             if index is None:
                 cells.append(NOT_IN_VERSION)
                 continue
-            scheduled = schedule[index]
-            key = cell_key(scheduled)
-            cell = made.get(key)
+            timing = timings[index]
+            visit = recorded.get(timing.event.code) if recorded else None
+            key = cell_key(version_id, index, baseline, expecting, visit)
+            cell = decided.get(key)
             if cell is None:
-                cell = made[key] = grid_cell(scheduled)
+                scheduled = visit_state(timing, baseline, visit, expecting, today)
+                looks = (*scheduled[1:4], scheduled.state, *key[4:])
+                cell = shown.get(looks)
+                if cell is None:
+                    cell = shown[looks] = grid_cell(scheduled)
+                decided[key] = cell
             cells.append(cell)
         if overdue_only and not any(cell.state == VisitState.OVERDUE for cell in cells):
             continue

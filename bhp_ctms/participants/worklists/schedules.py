@@ -88,9 +88,9 @@ class Schedules:
         self.today = today
         self._visits = visits
 
-    def each(self) -> Iterator[tuple[Participant, list[ScheduledVisit]]]:
-        """Each participant with their scheduled visits, in protocol order, with their
-        states. Once only: the visits are read as it goes."""
+    def each_with_visits(self) -> Iterator[tuple[Participant, list[Visit]]]:
+        """Each participant with their recorded visits (first instances). Once only:
+        the visits are read as it goes."""
         visits = iter(self._visits)
         self._visits = ()
         pending = next(visits, None)
@@ -100,15 +100,14 @@ class Schedules:
             while pending is not None and pending.participant_id == participant.id:
                 own.append(pending)
                 pending = next(visits, None)
-            yield (
-                participant,
-                participant_schedule(
-                    self.definitions[participant.protocol_version_id],
-                    participant,
-                    own,
-                    self.today,
-                ),
-            )
+            yield participant, own
+
+    def each(self) -> Iterator[tuple[Participant, list[ScheduledVisit]]]:
+        """Each participant with their scheduled visits, in protocol order, with their
+        states. Once only: the visits are read as it goes."""
+        for participant, own in self.each_with_visits():
+            definition = self.definitions[participant.protocol_version_id]
+            yield participant, participant_schedule(definition, participant, own, self.today)
 
 
 def load_schedules(
