@@ -9,7 +9,7 @@ retryable here, once, so ``pyramid_retry`` replays the whole request.
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,11 @@ SQLITE_BUSY_TIMEOUT_MS = 5000
 def utcnow() -> datetime:
     """The server's time, timezone-aware UTC; never the client's."""
     return datetime.now(UTC)
+
+
+def utc_today() -> date:
+    """Today's date in UTC, the day every date in the trial is counted in."""
+    return utcnow().date()
 
 
 class UTCDateTime(TypeDecorator[datetime]):

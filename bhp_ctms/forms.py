@@ -119,3 +119,13 @@ class DateInputField(Field):
             raise ValueError(f"{label} must be a real date, like 12 3 2025") from None
         self.parts_in_error = frozenset()
         return found
+
+
+def show_reason_required(request: Any, form: Any, field: str, error: Exception) -> None:
+    """A change that needed a reason for change was refused (``ReasonRequired``) and
+    nothing was written. The session still holds the change, which any later query
+    would try to flush again: drop it, then show the message on the reason field. The
+    transaction is already doomed."""
+    request.db.rollback()
+    form[field].errors = [*form[field].errors, str(error)]
+    request.response.status_int = 400

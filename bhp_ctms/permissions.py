@@ -105,9 +105,10 @@ PERMISSION_DESCRIPTIONS = {
     Permissions.AUDIT_VERIFY: "run the audit trail's verification and see its results",
 }
 
-# Permissions granted only by a role held at the participant's own site: no study-wide
-# or all-studies role gives them.
-SITE_ONLY_PERMISSIONS = frozenset({Permissions.IDENTIFIERS_VIEW})
+# Permissions granted only by a role held at the site itself: no study-wide or
+# all-studies role gives them. Registering a person and seeing who they are is the
+# work of the site that sees them.
+SITE_ONLY_PERMISSIONS = frozenset({Permissions.PARTICIPANTS_REGISTER, Permissions.IDENTIFIERS_VIEW})
 
 # Permissions every signed-in user has, whatever their memberships.
 AUTHENTICATED_PERMISSIONS = frozenset({Permissions.ACCOUNT_MANAGE, Permissions.STUDIES_LIST})

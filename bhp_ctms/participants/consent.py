@@ -76,6 +76,11 @@ def child_age_problem(
     return None
 
 
+# The lengths of the consent record's columns.
+VERSION_LENGTH = 32
+TAKEN_BY_LENGTH = 200
+
+
 def consent_entry_problem(
     participant: Participant,
     kind: ConsentKind,
@@ -96,8 +101,18 @@ def consent_entry_problem(
     document = "assent form" if kind == ConsentKind.ASSENT else "consent form"
     if not information_sheet_version:
         return "Enter the version of the information sheet", "information_sheet_version"
+    if len(information_sheet_version) > VERSION_LENGTH:
+        return (
+            f"The information sheet version must be {VERSION_LENGTH} characters or fewer",
+            "information_sheet_version",
+        )
     if not form_version:
         return f"Enter the version of the {document}", "form_version"
+    if len(form_version) > VERSION_LENGTH:
+        return (
+            f"The {document} version must be {VERSION_LENGTH} characters or fewer",
+            "form_version",
+        )
     if consented_on is None:
         return f"Enter the date of {kind.value}", "consented_on"
     problem = recorded_date_problem(participant, consented_on, today, f"The date of {kind.value}")
@@ -105,6 +120,8 @@ def consent_entry_problem(
         return problem, "consented_on"
     if not taken_by:
         return f"Enter the name of the person who took {kind.value}", "taken_by"
+    if len(taken_by) > TAKEN_BY_LENGTH:
+        return f"The name must be {TAKEN_BY_LENGTH} characters or fewer", "taken_by"
     return None
 
 

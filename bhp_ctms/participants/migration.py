@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from bhp_ctms.audit.capture import acting_as, change_reason
 from bhp_ctms.audit.services import AuditActor
+from bhp_ctms.db import utc_today
 from bhp_ctms.participants.models import Participant, Visit, VisitStatus
 from bhp_ctms.sites.services import SiteScope
 from bhp_ctms.studies.definition import Event
@@ -80,7 +81,7 @@ def plan_migration(
     another study, older than the participant's version, not yet in effect, or when
     there is nothing to move.
     """
-    today = today or date.today()
+    today = today or utc_today()
     code = participant.code
     if target.study_id != participant.study_id:
         raise MigrationError(f"Protocol version {target.label} is not a version of this study")

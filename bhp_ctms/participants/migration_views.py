@@ -10,7 +10,7 @@ from wtforms import HiddenField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
 from bhp_ctms.audit.capture import ReasonRequired
-from bhp_ctms.forms import Form, strip_whitespace
+from bhp_ctms.forms import Form, show_reason_required, strip_whitespace
 from bhp_ctms.participants.migration import (
     MigrationError,
     MigrationPlan,
@@ -133,9 +133,7 @@ class ParticipantProtocolViews:
             form.reason.errors = [*form.reason.errors, str(error)]
             return self.refused(form, target=plan.target, plan=plan)
         except ReasonRequired as error:
-            # Nothing was written; drop the change the session still holds.
-            self.request.db.rollback()
-            form.reason.errors = [*form.reason.errors, str(error)]
+            show_reason_required(self.request, form, "reason", error)
             return self.refused(form, target=plan.target, plan=plan)
         moved = len(plan.moves)
         self.request.session.flash(

@@ -68,15 +68,20 @@ class WithdrawalType(StrEnum):
         }[self.value]
 
 
-def _participant_reason(change: Change) -> str | None:
-    """A participant whose participation has ended changes only with a reason."""
-    ended = {
+# Statuses after which a participant's record changes only with a reason for change.
+CHANGE_NEEDS_REASON = frozenset(
+    {
         ParticipantStatus.NOT_ENROLLED,
         ParticipantStatus.COMPLETED,
         ParticipantStatus.LOST_TO_FOLLOW_UP,
         ParticipantStatus.DIED,
     }
-    if change.kind == "updated" and change.before("status") in ended:
+)
+
+
+def _participant_reason(change: Change) -> str | None:
+    """A participant whose participation has ended changes only with a reason."""
+    if change.kind == "updated" and change.before("status") in CHANGE_NEEDS_REASON:
         return f"participant {change.obj.code} is {change.before('status').label.lower()}"
     return None
 

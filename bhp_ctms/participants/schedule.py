@@ -12,6 +12,7 @@ from datetime import date, timedelta
 from enum import StrEnum
 from typing import NamedTuple
 
+from bhp_ctms.db import utc_today
 from bhp_ctms.participants.models import (
     Participant,
     ParticipantStatus,
@@ -19,6 +20,7 @@ from bhp_ctms.participants.models import (
     VisitStatus,
     WithdrawalType,
 )
+from bhp_ctms.participants.status import ENDED
 from bhp_ctms.studies.definition import Event, StudyDefinition
 
 
@@ -53,18 +55,6 @@ VISIT_STATE_LABELS = {
     VisitState.NOT_DONE: "Not done",
     VisitState.NOT_EXPECTED: "Not expected",
 }
-
-# Statuses after which no further visit is expected. Withdrawal from treatment alone
-# keeps follow-up going, so it is not here.
-_ENDED = frozenset(
-    {
-        ParticipantStatus.INELIGIBLE,
-        ParticipantStatus.NOT_ENROLLED,
-        ParticipantStatus.COMPLETED,
-        ParticipantStatus.LOST_TO_FOLLOW_UP,
-        ParticipantStatus.DIED,
-    }
-)
 
 
 class ScheduledVisit(NamedTuple):
@@ -128,7 +118,8 @@ def baseline_of(definition: StudyDefinition, participant: Participant) -> date |
 
 
 def expects_visits(participant: Participant) -> bool:
-    if participant.status in _ENDED:
+    # Withdrawal from treatment alone keeps follow-up going, so it is not in ENDED.
+    if participant.status in ENDED:
         return False
     return not (
         participant.status == ParticipantStatus.WITHDRAWN
@@ -187,7 +178,7 @@ def participant_schedule(
     today: date | None = None,
 ) -> list[ScheduledVisit]:
     """The participant's scheduled events in protocol order, each with its state."""
-    today = today or date.today()
+    today = today or utc_today()
     recorded = {visit.event_code: visit for visit in visits if visit.instance == 1}
     baseline = baseline_of(definition, participant)
     expecting = expects_visits(participant)

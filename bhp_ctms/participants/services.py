@@ -22,7 +22,7 @@ from bhp_ctms.accounts.models import User
 from bhp_ctms.accounts.services import AccountService
 from bhp_ctms.audit.capture import acting_as, change_reason
 from bhp_ctms.audit.services import AuditActor
-from bhp_ctms.db import utcnow
+from bhp_ctms.db import utc_today, utcnow
 from bhp_ctms.participants.consent import (
     ConsentStatus,
     child_age_problem,
@@ -98,7 +98,7 @@ class ParticipantService:
     ) -> None:
         self.db = db
         self.settings = settings
-        self.today = today or (lambda: utcnow().date())
+        self.today = today or utc_today
 
     # -- registration -----------------------------------------------------------------
 
@@ -356,10 +356,10 @@ class ParticipantService:
             protocol_version_id=(version or participant.protocol_version).id,
             kind=kind,
             given_by=given_by,
-            information_sheet_version=information_sheet_version[:32],
-            form_version=form_version[:32],
+            information_sheet_version=information_sheet_version,
+            form_version=form_version,
             consented_on=consented_on,
-            taken_by=taken_by[:200],
+            taken_by=taken_by,
             recorded_at=utcnow(),
         )
         with acting_as(self.db, actor):
@@ -495,7 +495,8 @@ class ParticipantService:
         self, participant: Participant, today: date | None = None
     ) -> list[str]:
         """Every reason the participant cannot be randomised today; [] when they can."""
-        consent = self.consent_status(participant, today or self.today())
+        # Without the 16th birthday: a refusal must never reveal a date of birth.
+        consent = self.consent_status(participant, today or self.today(), with_birthday=False)
         return randomisation_refusals(participant, consent)
 
     def mark_randomised(self, actor: AuditActor, participant: Participant, on: date) -> None:

@@ -75,11 +75,12 @@ WITHDRAWAL_ORDER = (WithdrawalType.TREATMENT, WithdrawalType.FOLLOW_UP, Withdraw
 
 def allowed_transitions(participant: Participant) -> frozenset[ParticipantStatus]:
     """Every status the participant's status may go to next, by any step."""
-    if (
-        participant.status == Status.WITHDRAWN
-        and participant.withdrawal_type != WithdrawalType.TREATMENT
-    ):
-        return frozenset()
+    if participant.status == Status.WITHDRAWN:
+        if participant.withdrawal_type == WithdrawalType.FOLLOW_UP:
+            # Still free to withdraw their data from any further use (UK GDPR).
+            return frozenset({Status.WITHDRAWN})
+        if participant.withdrawal_type == WithdrawalType.DATA_USE:
+            return frozenset()
     return TRANSITIONS[participant.status]
 
 
@@ -103,7 +104,10 @@ def status_change_problem(participant: Participant, new: ParticipantStatus) -> s
         return f"A participant becomes {new.label.lower()} only {step}"
     if new in allowed_transitions(participant):
         return None
-    refusal = f"A participant who is {current.label.lower()} cannot be marked {new.label.lower()}"
+    refusal = (
+        f"A participant whose status is {current.label.lower()} "
+        f"cannot be marked {new.label.lower()}"
+    )
     possible = manual_transitions(participant)
     if not possible:
         return refusal + ": their participation has ended"

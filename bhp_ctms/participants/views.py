@@ -14,6 +14,7 @@ from pyramid.httpexceptions import HTTPNotFound, HTTPSeeOther
 from pyramid.view import view_config, view_defaults
 
 from bhp_ctms.audit.capture import ReasonRequired
+from bhp_ctms.forms import show_reason_required
 from bhp_ctms.participants.eligibility import latest_assessment
 from bhp_ctms.participants.forms import (
     ConfirmEligibilityForm,
@@ -26,6 +27,7 @@ from bhp_ctms.participants.forms import (
 )
 from bhp_ctms.participants.identifiers import format_nhs_number
 from bhp_ctms.participants.models import (
+    CHANGE_NEEDS_REASON,
     ConsentKind,
     EligibilityAssessment,
     Participant,
@@ -50,17 +52,8 @@ PARTICIPANT_FIELDS = (
     ("protocol_version_id", "Protocol version"),
 )
 
+
 # Statuses whose participation has ended: changing them needs a reason for change.
-_NEEDS_REASON = frozenset(
-    {
-        ParticipantStatus.NOT_ENROLLED,
-        ParticipantStatus.COMPLETED,
-        ParticipantStatus.LOST_TO_FOLLOW_UP,
-        ParticipantStatus.DIED,
-    }
-)
-
-
 def history_link(
     request: Any, study: Study, entity_type: str, entity_id: int, field: str = ""
 ) -> str:
@@ -86,14 +79,6 @@ def _attach(form: Any, error: ParticipantError, field: str | None = None) -> Non
         form[name].errors = [*form[name].errors, error.message]
     else:
         form.add_form_error(error.message)
-
-
-def _refused(request: Any, form: Any, field: str, error: ReasonRequired) -> None:
-    """A change that needed a reason was refused and nothing was written; drop it from
-    the session (a later query would flush it again) and show why on the reason field."""
-    request.db.rollback()
-    form[field].errors = [*form[field].errors, str(error)]
-    request.response.status_int = 400
 
 
 class _Views:
@@ -437,7 +422,7 @@ class StatusViews(_ParticipantViews):
 
     def page(self, **values: Any) -> dict[str, Any]:
         return super().page(
-            needs_reason=self.participant.status in _NEEDS_REASON,
+            needs_reason=self.participant.status in CHANGE_NEEDS_REASON,
             statuses=ParticipantStatus,
             **values,
         )
@@ -466,7 +451,7 @@ class StatusViews(_ParticipantViews):
             _attach(form, error)
             return self.invalid(form=form)
         except ReasonRequired as error:
-            _refused(self.request, form, "reason_for_change", error)
+            show_reason_required(self.request, form, "reason_for_change", error)
             return self.page(form=form)
         return self.to_participant(
             self.participant,
@@ -534,7 +519,7 @@ class VisitViews(_ParticipantViews):
             _attach(form, error)
             return self.invalid(form=form)
         except ReasonRequired as error:
-            _refused(self.request, form, "reason_for_change", error)
+            show_reason_required(self.request, form, "reason_for_change", error)
             return self.page(form=form)
         name = self.event.name + (f" {self.instance}" if self.event.repeating else "")
         verb = "changed" if changing else "recorded"

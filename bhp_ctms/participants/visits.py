@@ -50,7 +50,9 @@ def visit_instance_problem(
         if instance == 1:
             return None
         return f"{event.name} is a scheduled visit: it happens once", "instance"
-    if instance < 1 or (event.max_repeats is not None and instance > event.max_repeats):
+    if instance < 1:
+        return f"{event.name}: the first occurrence is number 1", "instance"
+    if event.max_repeats is not None and instance > event.max_repeats:
         return f"{event.name} can be recorded at most {event.max_repeats} times", "instance"
     recorded = [visit.instance for visit in participant.visits if visit.event_code == event_code]
     if instance not in recorded and instance > len(recorded) + 1:

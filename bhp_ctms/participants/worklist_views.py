@@ -15,7 +15,7 @@ from wtforms import BooleanField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length, ValidationError
 
-from bhp_ctms.db import utcnow
+from bhp_ctms.db import utc_today
 from bhp_ctms.forms import Form, strip_whitespace
 from bhp_ctms.participants.models import ParticipantStatus
 from bhp_ctms.participants.schedule import VisitState
@@ -89,7 +89,7 @@ class WorklistViews:
         self.request = request
         self.study: Study = context.study
         self.scope = SiteScope.for_memberships(self.study.id, request.memberships)
-        self.today = utcnow().date()
+        self.today = utc_today()
 
     def page(self, **values: Any) -> dict[str, Any]:
         return {
@@ -183,6 +183,7 @@ class SiteGridViews(SiteWorklistViews):
         valid = form.validate()
         grid = site_grid(
             self.request.db,
+            self.scope,
             self.site,
             status=form.chosen_status,
             overdue_only=bool(form.overdue.data),
@@ -208,7 +209,7 @@ class SiteDashboardViews(SiteWorklistViews):
     @view_config(request_method="GET")
     def show(self) -> dict[str, Any]:
         return self.page(
-            dashboard=site_dashboard(self.request.db, self.site, self.today),
+            dashboard=site_dashboard(self.request.db, self.scope, self.site, self.today),
             due_soon_days=DUE_SOON_DAYS,
             can_register=self.request.has_permission(Permissions.PARTICIPANTS_REGISTER),
         )

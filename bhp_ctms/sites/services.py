@@ -20,7 +20,7 @@ from bhp_ctms.accounts.models import Membership, User
 from bhp_ctms.accounts.services import AccountService
 from bhp_ctms.audit.capture import acting_as, change_reason
 from bhp_ctms.audit.services import AuditActor
-from bhp_ctms.db import utcnow
+from bhp_ctms.db import utc_today, utcnow
 from bhp_ctms.permissions import Role
 from bhp_ctms.sites.models import Site, SiteStatus
 
@@ -126,7 +126,7 @@ class SiteService:
 
     def __init__(self, db: Session, today: Callable[[], date] | None = None) -> None:
         self.db = db
-        self._today = today or (lambda: utcnow().date())
+        self._today = today or utc_today
 
     def find_site(self, study_id: int, code: str) -> Site | None:
         return self.db.scalars(

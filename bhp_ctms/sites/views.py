@@ -10,6 +10,7 @@ from pyramid.view import view_config, view_defaults
 from bhp_ctms.accounts.models import Membership
 from bhp_ctms.accounts.services import AccountService
 from bhp_ctms.audit.capture import ReasonRequired
+from bhp_ctms.forms import show_reason_required
 from bhp_ctms.permissions import Permissions
 from bhp_ctms.sites.forms import (
     DeleteSiteForm,
@@ -59,15 +60,6 @@ def _attach_error(form: Any, error: SiteError) -> None:
         form[error.field].errors = [*form[error.field].errors, str(error)]
     else:
         form.add_form_error(str(error))
-
-
-def _refused(request: Any, form: Any, field: str, error: ReasonRequired) -> None:
-    """A change that needed a reason was refused: nothing was written, and the session
-    still holds the change, which any later query would try to flush again. Drop it,
-    then show the message on the reason field; the transaction is already doomed."""
-    request.db.rollback()
-    form[field].errors = [*form[field].errors, str(error)]
-    request.response.status_int = 400
 
 
 class SiteViews:
@@ -184,7 +176,7 @@ class EditSiteViews(OneSiteViews):
             _attach_error(form, error)
             return self.invalid(form=form)
         except ReasonRequired as error:
-            _refused(self.request, form, "reason", error)
+            show_reason_required(self.request, form, "reason", error)
             return self.page(form=form)
         if not changed:
             return self.to_site_page(
@@ -217,7 +209,7 @@ class DeleteSiteViews(OneSiteViews):
             _attach_error(form, error)
             return self.invalid(form=form, problem=str(error))
         except ReasonRequired as error:
-            _refused(self.request, form, "reason", error)
+            show_reason_required(self.request, form, "reason", error)
             return self.page(form=form, problem=None)
         self.request.session.flash(f"Site {code} \N{EN DASH} {name} has been deleted.", "success")
         return HTTPSeeOther(self.request.route_path("sites", code=self.study.code))
@@ -288,6 +280,6 @@ class RevokeRoleViews(OneSiteViews):
         try:
             accounts.revoke_role(self.request.audit_actor, membership, form.reason.data)
         except ReasonRequired as error:
-            _refused(self.request, form, "reason", error)
+            show_reason_required(self.request, form, "reason", error)
             return self.page(form=form)
         return self.to_site_page(f"{who} is no longer {role.label} at site {self.site.code}.")

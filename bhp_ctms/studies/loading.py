@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from bhp_ctms.audit.capture import acting_as
 from bhp_ctms.audit.services import AuditActor
-from bhp_ctms.db import utcnow
+from bhp_ctms.db import utc_today
 from bhp_ctms.sites.models import Site, SiteStatus
 from bhp_ctms.studies.definition import (
     STUDY_FILE,
@@ -177,6 +177,17 @@ def load_study(db: Session, actor: AuditActor, folder: Path) -> LoadResult:
             _update_study(study, definition)
             return LoadResult(study, latest, False, False, [], definition)
         _check_amendment(folder, definition, versions, sha256)
+        if study.status in {StudyStatus.LOCKED, StudyStatus.ARCHIVED}:
+            # Its data are final: a new protocol version would change what they mean.
+            raise DefinitionError(
+                [
+                    _KeyLocator(folder / STUDY_FILE).problem(
+                        "protocol_version",
+                        f"{definition.code} is {study.status.label.lower()}: "
+                        "no amendment can be loaded",
+                    )
+                ]
+            )
         _update_study(study, definition)
         version = _add_version(db, study, latest.number + 1, definition, data, sha256)
         return LoadResult(study, version, False, True, changes, definition)
@@ -237,7 +248,7 @@ def _seed_sites(db: Session, study: Study, definition: StudyDefinition) -> list[
             recruitment_target=seed.recruitment_target,
             principal_investigator=seed.principal_investigator,
             # As when a CTU admin opens a site: an open site is active from today.
-            activated_on=utcnow().date() if status == SiteStatus.OPEN else None,
+            activated_on=utc_today() if status == SiteStatus.OPEN else None,
         )
         db.add(site)
         created.append(site)

@@ -3,6 +3,7 @@ changes between two versions (with the existing entries each change would affect
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date
 from enum import StrEnum
 from typing import Any
@@ -12,10 +13,12 @@ from pyramid.view import view_config
 from wtforms import SelectField
 from wtforms.validators import ValidationError
 
+from bhp_ctms.db import utc_today
 from bhp_ctms.forms import Form
 from bhp_ctms.participants.migration import ChangeImpact, amendment_impact, participants_on_versions
 from bhp_ctms.permissions import Permissions
 from bhp_ctms.sites.services import SiteScope
+from bhp_ctms.studies.diff import DefinitionChange
 from bhp_ctms.studies.loading import protocol_changes
 from bhp_ctms.studies.models import ProtocolVersion, Study
 from bhp_ctms.studies.services import (
@@ -66,8 +69,14 @@ class ProtocolViews:
         self.study: Study = context.study
         self.versions = protocol_versions(request.db, self.study.id)
         self.scope = SiteScope.for_memberships(self.study.id, request.memberships)
-        self.today = date.today()
+        self.today = utc_today()
         self.current = current_protocol_version(request.db, self.study.id, self.today)
+
+    @property
+    def unblinded(self) -> bool:
+        """Whether the user holds an unblinded role in the study."""
+        access = study_access(self.request, self.study.id)
+        return access is not None and any(not role.is_blinded for role in access.roles)
 
     def page(self, **values: Any) -> dict[str, Any]:
         return {
@@ -191,6 +200,8 @@ class ProtocolDiffView(ProtocolViews):
             return self.page(form=form, groups=[])
         old, new = form.old, form.new
         changes = protocol_changes(protocol_definition(old), protocol_definition(new))
+        if not self.unblinded:
+            changes = [concealed(change) for change in changes]
         impacts = amendment_impact(self.request.db, self.scope, old, changes)
         on_old = participants_on_versions(self.request.db, self.scope).get(old.id, 0)
         return self.page(
@@ -201,6 +212,18 @@ class ProtocolDiffView(ProtocolViews):
             changed=bool(changes),
             participants_on_old=on_old,
         )
+
+
+def concealed(change: DefinitionChange) -> DefinitionChange:
+    """A change as a blinded role may see it: which randomisation setting changed, but
+    not its values (block sizes would let a site predict allocations)."""
+    if change.area != "randomisation":
+        return change
+    return dataclasses.replace(
+        change,
+        description=f"Randomisation setting {change.code} {change.kind} "
+        "(its values are shown to unblinded roles only)",
+    )
 
 
 def _grouped(impacts: list[ChangeImpact]) -> list[tuple[str, list[ChangeImpact]]]:

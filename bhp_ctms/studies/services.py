@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bhp_ctms.accounts.models import Membership
+from bhp_ctms.db import utc_today
 from bhp_ctms.permissions import Role
 from bhp_ctms.sites.models import Site
 from bhp_ctms.sites.services import SiteScope
@@ -95,7 +96,7 @@ def current_protocol_version(
     """The version in effect on a day (today by default): the latest whose effective date
     has come. New participants and new visits use it; an amendment loaded ahead of its
     effective date is not used before then."""
-    on = on or date.today()
+    on = on or utc_today()
     return db.scalars(
         select(ProtocolVersion)
         .where(ProtocolVersion.study_id == study_id, ProtocolVersion.effective_on <= on)

@@ -207,6 +207,8 @@ def test_only_open_sites_recruit(app, db_session, site_status):
         (Role.DATA_MANAGER, False),
         (Role.MONITOR, False),
         (Role.CTU_ADMIN, False),
+        # Site roles held study-wide do not make someone staff of this site.
+        (Role.SITE_COORDINATOR, False),
         (Role.SITE_COORDINATOR, "other"),
     ],
 )

@@ -126,7 +126,8 @@ def test_every_status_change_is_checked(db_session, old, new):
         assert message == f"The participant is already {old.label.lower()}"
     else:
         assert message.startswith(
-            f"A participant who is {old.label.lower()} cannot be marked {new.label.lower()}"
+            f"A participant whose status is {old.label.lower()} cannot be marked "
+            f"{new.label.lower()}"
         )
     assert participant.status == old
     assert [
@@ -138,27 +139,45 @@ def test_the_refusal_says_what_is_possible(db_session):
     trial = demo_trial()
     screened = _participant_at(trial, S.SCREENED)
     assert status_change_problem(screened, S.COMPLETED) == (
-        "A participant who is screened cannot be marked completed: they can only be marked "
+        "A participant whose status is screened cannot be marked completed: they can only be "
+        "marked "
         "not enrolled"
     )
     died = _participant_at(trial, S.DIED)
     assert status_change_problem(died, S.RANDOMISED) == (
-        "A participant who is died cannot be marked randomised: their participation has ended"
+        "A participant whose status is died cannot be marked randomised: their participation "
+        "has ended"
     )
     lost = _participant_at(trial, S.LOST_TO_FOLLOW_UP)
     assert status_change_problem(lost, S.RANDOMISED).startswith(
-        "A participant who is lost to follow up cannot be marked randomised"
+        "A participant whose status is lost to follow up cannot be marked randomised"
     )
 
 
-@pytest.mark.parametrize("withdrawn_from", [WithdrawalType.FOLLOW_UP, WithdrawalType.DATA_USE])
 @pytest.mark.parametrize("new", [S.COMPLETED, S.LOST_TO_FOLLOW_UP, S.DIED, S.WITHDRAWN])
-def test_after_withdrawal_from_follow_up_nothing_follows(db_session, withdrawn_from, new):
+def test_after_withdrawal_from_data_use_nothing_follows(db_session, new):
     trial = demo_trial()
     cora = staff("cora", Role.SITE_COORDINATOR, trial.site)
-    participant = _participant_at(trial, S.WITHDRAWN, withdrawal_type=withdrawn_from)
+    participant = _participant_at(trial, S.WITHDRAWN, withdrawal_type=WithdrawalType.DATA_USE)
     with pytest.raises(ParticipantError, match="their participation has ended"):
         _change(db_session, cora, participant, new, withdrawal_type=WithdrawalType.DATA_USE)
+
+
+@pytest.mark.parametrize("new", [S.COMPLETED, S.LOST_TO_FOLLOW_UP, S.DIED])
+def test_after_withdrawal_from_follow_up_only_a_further_withdrawal_follows(db_session, new):
+    trial = demo_trial()
+    cora = staff("cora", Role.SITE_COORDINATOR, trial.site)
+    participant = _participant_at(trial, S.WITHDRAWN, withdrawal_type=WithdrawalType.FOLLOW_UP)
+    with pytest.raises(ParticipantError, match="they can only be marked withdrawn"):
+        _change(db_session, cora, participant, new)
+
+
+def test_after_withdrawal_from_follow_up_their_data_can_still_be_withdrawn(db_session):
+    trial = demo_trial()
+    cora = staff("cora", Role.SITE_COORDINATOR, trial.site)
+    participant = _participant_at(trial, S.WITHDRAWN, withdrawal_type=WithdrawalType.FOLLOW_UP)
+    _change(db_session, cora, participant, S.WITHDRAWN, withdrawal_type=WithdrawalType.DATA_USE)
+    assert participant.withdrawal_type == WithdrawalType.DATA_USE
 
 
 def test_a_further_withdrawal_must_go_further(db_session):
@@ -253,7 +272,7 @@ def test_a_forbidden_change_posted_anyway_is_refused_with_its_reason(app, db_ses
     _participant_at(trial, S.SCREENED)
     login(app, "cora")
     for status, message in [
-        ("completed", "A participant who is screened cannot be marked completed"),
+        ("completed", "A participant whose status is screened cannot be marked completed"),
         ("consented", "A participant becomes consented only when their consent is recorded"),
         ("married", "Choose the participant's new status"),
     ]:

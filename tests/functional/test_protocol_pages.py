@@ -192,6 +192,34 @@ def test_the_comparison_counts_affected_entries_at_the_viewers_sites(app, db_ses
     assert affected["Week 12 visit: window after changed from 7 to 10 days"] == "None"
 
 
+def test_only_unblinded_roles_see_the_values_of_changed_randomisation_settings(
+    app, db_session, tmp_path
+):
+    first = load_study(db_session, LOADER, DEMO_FOLDER).version
+    load_study(
+        db_session,
+        LOADER,
+        amended_folder(tmp_path, ("block_sizes: [4, 6]", "block_sizes: [2, 4, 6]")),
+    )
+    for username, role in (
+        ("datamanager", Role.DATA_MANAGER),
+        ("unblinded", Role.STATISTICIAN_UNBLINDED),
+    ):
+        user = UserFactory(username=username)
+        MembershipFactory(user=user, role=role, study_id=first.study_id)
+
+    login(app, "datamanager")
+    concealed = _text(app.get(f"{PROTOCOL}diff"), "changes-randomisation")
+    assert "Randomisation setting block_sizes changed" in concealed
+    assert "shown to unblinded roles only" in concealed
+    assert "[2, 4, 6]" not in concealed and "[4, 6]" not in concealed
+
+    app.reset()
+    login(app, "unblinded")
+    shown = _text(app.get(f"{PROTOCOL}diff"), "changes-randomisation")
+    assert "[2, 4, 6]" in shown
+
+
 def test_a_bad_version_number_is_explained_not_an_error(app, db_session, tmp_path):
     _demo_with_amendment(db_session, tmp_path)
     login(app, "datamanager")

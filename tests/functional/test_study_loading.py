@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from bhp_ctms.audit.capture import acting_as
 from bhp_ctms.audit.models import AuditEvent
 from bhp_ctms.audit.services import AuditActor
 from bhp_ctms.participants.models import Visit, VisitStatus
@@ -291,6 +292,22 @@ def test_an_amendment_needs_a_summary_and_no_earlier_effective_date(db_session, 
     problems = {problem.line: problem.message for problem in refused.value.problems}
     assert "before 2026-01-05" in problems[line_of(folder, "effective_on:")]
     assert "needs a summary" in problems[line_of(folder, "amendment_summary:")]
+    assert db_session.scalar(select(func.count(ProtocolVersion.id))) == 1
+
+
+@pytest.mark.parametrize("status", [StudyStatus.LOCKED, StudyStatus.ARCHIVED])
+def test_a_locked_or_archived_study_takes_no_amendment(db_session, tmp_path, status):
+    study = load_study(db_session, LOADER, DEMO_FOLDER).study
+    with acting_as(db_session, LOADER):
+        study.status = status
+
+    with pytest.raises(DefinitionError) as refused:
+        load_study(db_session, LOADER, amended_folder(tmp_path))
+
+    [problem] = refused.value.problems
+    assert problem.message == (
+        f"protocol_version: DEMO is {status.label.lower()}: no amendment can be loaded"
+    )
     assert db_session.scalar(select(func.count(ProtocolVersion.id))) == 1
 
 

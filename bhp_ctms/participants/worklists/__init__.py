@@ -60,7 +60,6 @@ from bhp_ctms.participants.worklists.schedules import (
     VISIT_COLUMNS,
     Schedules,
     load_schedules,
-    site_scope,
 )
 
 __all__ = [
@@ -100,7 +99,6 @@ __all__ = [
     "screening_outcome",
     "site_dashboard",
     "site_grid",
-    "site_scope",
     "study_dashboard",
     "visits_due_soon",
 ]

@@ -19,7 +19,7 @@ from bhp_ctms.participants.models import (
     ParticipantStatus,
 )
 from bhp_ctms.participants.schedule import ScheduledVisit, VisitState
-from bhp_ctms.participants.worklists.schedules import load_schedules, site_scope
+from bhp_ctms.participants.worklists.schedules import load_schedules
 from bhp_ctms.sites.models import Site
 from bhp_ctms.sites.services import SiteScope, visible_sites
 from bhp_ctms.studies.models import Study
@@ -132,10 +132,9 @@ def _status_counts(participants: Iterable[Participant]) -> list[tuple[Participan
     return [(status, counts[status]) for status in ParticipantStatus if counts[status]]
 
 
-def site_dashboard(db: Session, site: Site, today: date) -> SiteDashboard:
+def site_dashboard(db: Session, scope: SiteScope, site: Site, today: date) -> SiteDashboard:
     """Recruitment against the site's target, participants by status, overdue visits
-    and the visits due in the next two weeks."""
-    scope = site_scope(site)
+    and the visits due in the next two weeks; read through the user's ``scope``."""
     consented = db.scalar(
         scope.apply(
             select(func.count(func.distinct(ConsentRecord.participant_id)))

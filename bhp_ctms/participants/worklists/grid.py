@@ -16,6 +16,7 @@ from urllib.parse import quote
 from markupsafe import Markup, escape
 from sqlalchemy.orm import Session
 
+from bhp_ctms.db import utc_today
 from bhp_ctms.participants.models import Participant, ParticipantStatus, Visit
 from bhp_ctms.participants.schedule import (
     ScheduledVisit,
@@ -26,8 +27,9 @@ from bhp_ctms.participants.schedule import (
     scheduled_events,
     visit_state,
 )
-from bhp_ctms.participants.worklists.schedules import load_schedules, site_scope
+from bhp_ctms.participants.worklists.schedules import load_schedules
 from bhp_ctms.sites.models import Site
+from bhp_ctms.sites.services import SiteScope
 from bhp_ctms.studies.definition import Event, StudyDefinition
 from bhp_ctms.templating import ukdate
 
@@ -76,7 +78,6 @@ def cell_class(state: VisitState) -> str:
     return f"app-visit--{state.value}"
 
 
-@lru_cache(maxsize=4096)
 @lru_cache(maxsize=4096)
 def _shown(day: date) -> str:
     """A date as the pages show it (``12 Mar 2025``); a grid shows the same few often."""
@@ -208,6 +209,7 @@ class Grid:
 
 def site_grid(
     db: Session,
+    scope: SiteScope,
     site: Site,
     *,
     status: ParticipantStatus | None = None,
@@ -216,10 +218,8 @@ def site_grid(
 ) -> Grid:
     """The participant grid of one site, by study ID; filtered by status and to
     participants with an overdue visit."""
-    today = today or date.today()
-    loaded = load_schedules(
-        db, site_scope(site), site.study_id, today, site_id=site.id, status=status
-    )
+    today = today or utc_today()
+    loaded = load_schedules(db, scope, site.study_id, today, site_id=site.id, status=status)
     columns = schedule_columns(list(loaded.definitions.values()))
     # Where each column's event is in the schedule of each protocol version.
     positions = {

@@ -18,17 +18,10 @@ from sqlalchemy.orm import Session
 
 from bhp_ctms.participants.models import Participant, ParticipantStatus, Visit
 from bhp_ctms.participants.schedule import ScheduledVisit, participant_schedule
-from bhp_ctms.sites.models import Site
 from bhp_ctms.sites.services import SiteScope
 from bhp_ctms.studies.definition import StudyDefinition
 from bhp_ctms.studies.models import ProtocolVersion
 from bhp_ctms.studies.services import protocol_definition
-
-
-def site_scope(site: Site) -> SiteScope:
-    """The scope of one site's own pages: that site and no other."""
-    return SiteScope(site.study_id, False, frozenset({site.id}))
-
 
 # What the schedules and the worklists read of participants and visits.
 PARTICIPANT_COLUMNS = (
@@ -144,10 +137,9 @@ def load_schedules(
         version.id: protocol_definition(version)
         for version in db.scalars(
             select(ProtocolVersion)
-            .where(ProtocolVersion.study_id == study_id)
+            .where(ProtocolVersion.study_id == study_id, ProtocolVersion.id.in_(used))
             .order_by(ProtocolVersion.number)
         )
-        if version.id in used
     }
     # Only the first instance of an event is scheduled; repeats (adverse events,
     # unscheduled visits) have no place in a schedule. Read through the connection (the

@@ -189,8 +189,10 @@ class NodeReader:
         default: str = "",
         expected: str = "text",
         allow_empty: bool = False,
+        max_length: int | None = None,
     ) -> str:
-        """A scalar as written: ``1.10`` stays "1.10" and ``no`` stays "no"."""
+        """A scalar as written: ``1.10`` stays "1.10" and ``no`` stays "no".
+        ``max_length`` is the most the database column it is stored in holds."""
         if node is None:
             return default
         scalar = self._scalar(node, where, expected)
@@ -199,6 +201,8 @@ class NodeReader:
         value = str(scalar.value).strip()
         if not value and not allow_empty:
             self.problem(node, where, f"must be {expected}, not empty")
+        if max_length is not None and len(value) > max_length:
+            self.problem(node, where, f"must be at most {max_length} characters, not {len(value)}")
         return value
 
     def texts(self, node: yaml.Node | None, where: str, expected: str) -> tuple[str, ...]:

@@ -11,6 +11,7 @@ from typing import cast, get_args
 
 import yaml
 
+from bhp_ctms.permissions import Role
 from bhp_ctms.studies.definition.marked_yaml import (
     INT_TAG,
     DefinitionError,
@@ -216,7 +217,7 @@ class _StudyReader:
         status = top.get("status")
         definition = StudyDefinition(
             code=r.code(top.get("code"), "code", STUDY_CODE, _STUDY_CODE_RULE),
-            title=r.text(top.get("title"), "title"),
+            title=r.text(top.get("title"), "title", max_length=500),
             phase=r.choice(top.get("phase"), "phase", PHASES, "N/A"),
             isrctn=r.pattern(top.get("isrctn"), "isrctn", ISRCTN, "ISRCTN and 8 digits"),
             eudract=r.pattern(
@@ -228,7 +229,7 @@ class _StudyReader:
             iras=r.pattern(top.get("iras"), "iras", IRAS, "an IRAS ID (digits only)"),
             pillar=cast(Pillar, r.choice(top.get("pillar"), "pillar", get_args(Pillar), "cancer")),
             rare_disease=r.boolean(top.get("rare_disease"), "rare_disease"),
-            sponsor=r.text(top.get("sponsor"), "sponsor", allow_empty=True),
+            sponsor=r.text(top.get("sponsor"), "sponsor", allow_empty=True, max_length=200),
             organisations=r.texts(top.get("organisations"), "organisations", "a name"),
             blinding=cast(BlindingLevel, blinding),
             target_sample_size=r.integer(
@@ -239,7 +240,10 @@ class _StudyReader:
             ),
             participant_id_pattern=self._participant_id_pattern(top.get("participant_id_pattern")),
             protocol_version=r.text(
-                top.get("protocol_version"), "protocol_version", expected="a version label"
+                top.get("protocol_version"),
+                "protocol_version",
+                expected="a version label",
+                max_length=32,
             ),
             effective_on=r.date(top.get("effective_on"), "effective_on"),
             amendment_summary=r.text(
@@ -465,7 +469,7 @@ class _StudyReader:
             sites.append(
                 SiteSeed(
                     code=code,
-                    name=r.text(entries.get("name"), f"{where}.name"),
+                    name=r.text(entries.get("name"), f"{where}.name", max_length=200),
                     status=r.choice(
                         entries.get("status"), f"{where}.status", SITE_STATUSES, "pending"
                     ),
@@ -481,6 +485,7 @@ class _StudyReader:
                         entries.get("principal_investigator"),
                         f"{where}.principal_investigator",
                         allow_empty=True,
+                        max_length=200,
                     ),
                 )
             )
@@ -497,10 +502,22 @@ class _StudyReader:
                 self._unique(
                     seen, user["username"], entries["username"], f"{where}.username", "username"
                 )
+            if "role" in entries and user["role"] not in ROLES:
+                r.problem(
+                    entries["role"],
+                    f"{where}.role",
+                    f"no role is called {user['role']!r}; roles: {', '.join(ROLES)}",
+                )
             if "site" in entries and user["site"] not in site_codes:
                 r.problem(entries["site"], f"{where}.site", f"no site has code {user['site']!r}")
             users.append(user)
         return tuple(users)
+
+
+ROLES = tuple(role.value for role in Role)
+
+# The length of a participant's study ID as stored (participants.code).
+PARTICIPANT_CODE_LENGTH = 64
 
 
 def _pattern_problem(pattern: str) -> str | None:
@@ -519,10 +536,20 @@ def _pattern_problem(pattern: str) -> str | None:
             return f"{allowed}, not {{{name}}}"
         if conversion or (spec and "{" in spec):
             return f"{allowed}, each with an optional format such as {{seq:04d}}"
-    if "seq" not in {name for name, _, _ in fields}:
+    names = {name for name, _, _ in fields}
+    if "seq" not in names:
         return "must contain {seq}, the participant's number at the site"
+    if "site" not in names:
+        # Numbers count per site: without the site, two sites would give the same ID.
+        return "must contain {site}: participants are numbered per site"
     try:
-        pattern.format(study="DEMO", site="NTH", seq=1)
+        # The longest ID it could make: study and site codes at their longest.
+        longest = pattern.format(study="S" * 32, site="S" * 16, seq=99999)
     except (ValueError, TypeError) as error:
         return f"cannot be used: {error}"
+    if len(longest) > PARTICIPANT_CODE_LENGTH:
+        return (
+            f"makes study IDs up to {len(longest)} characters long; "
+            f"at most {PARTICIPANT_CODE_LENGTH} fit"
+        )
     return None

@@ -314,7 +314,9 @@ def test_duplicate_codes_are_refused_on_the_line_of_the_second(tmp_path):
         ("{study}-{site}", "must contain {seq}"),
         ("{study}-{ward}-{seq}", "may use only the fields {study}, {site} and {seq}, not {ward}"),
         ("{study}-{seq!r}", "may use only the fields {study}, {site} and {seq}, each with"),
-        ("{study}-{seq:%Y}", "cannot be used: Invalid format specifier"),
+        ("{study}-{site}-{seq:%Y}", "cannot be used: Invalid format specifier"),
+        ("{study}-{seq:04d}", "must contain {site}: participants are numbered per site"),
+        ("{study}-{site}-" + "x" * 60 + "-{seq}", "makes study IDs up to 116 characters long"),
         ("{study}-{seq", "is not a valid pattern"),
         ("{}-{seq}", "may use only the fields"),
     ],
@@ -494,3 +496,23 @@ def test_any_definition_survives_a_round_trip_through_json(definition):
     data = json.loads(json.dumps(definition.to_json()))
 
     assert StudyDefinition.from_json(data) == definition
+
+
+def test_a_title_longer_than_the_database_holds_is_refused_with_its_line(tmp_path):
+    title = "A" * 501
+    text = changed("title: A trial of walking after hip replacement", f"title: {title}")
+
+    [problem] = check_study(study_folder(tmp_path, text))
+
+    assert problem.line == line_of("title:", text)
+    assert problem.message == "title: must be at most 500 characters, not 501"
+
+
+def test_a_demo_user_with_an_unknown_role_is_refused_with_its_line(tmp_path):
+    demo = (DEMO_FOLDER / "study.yaml").read_text(encoding="utf-8")
+    text = demo.replace("role: monitor", "role: monitr")
+
+    [problem] = check_study(study_folder(tmp_path, text))
+
+    assert problem.line == line_of("role: monitr", text)
+    assert problem.message.startswith("users[4].role: no role is called 'monitr'; roles: ")
