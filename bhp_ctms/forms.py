@@ -129,3 +129,12 @@ def show_reason_required(request: Any, form: Any, field: str, error: Exception) 
     request.db.rollback()
     form[field].errors = [*form[field].errors, str(error)]
     request.response.status_int = 400
+
+
+def attach_error(form: Any, message: str, field: str | None = None) -> None:
+    """Show a service's refusal on the field it names, or above the form when it names
+    none (or a field the form does not have)."""
+    if field and field in form:
+        form[field].errors = [*form[field].errors, message]
+    else:
+        form.add_form_error(message)

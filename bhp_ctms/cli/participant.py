@@ -16,7 +16,6 @@ from bhp_ctms.participants.migration import (
     plan_migration,
 )
 from bhp_ctms.participants.models import Participant
-from bhp_ctms.sites.services import SiteScope
 from bhp_ctms.studies.services import find_study, protocol_versions
 
 
@@ -73,12 +72,12 @@ def migrate(
         study = find_study(db, study_code)
         if study is None:
             raise click.ClickException(f"no study with code {study_code!r}")
-        # The operator at the terminal acts for every site of the study.
-        scope = SiteScope(study.id, True, frozenset())
-        statement = select(Participant).where(
-            Participant.study_id == study.id, Participant.code == participant_code
-        )
-        found = db.scalars(scope.apply(statement, Participant.site_id)).first()
+        # The operator at the terminal acts for every site of the study: no site scope.
+        found = db.scalars(
+            select(Participant).where(
+                Participant.study_id == study.id, Participant.code == participant_code
+            )
+        ).first()
         if found is None:
             raise click.ClickException(f"study {study_code} has no participant {participant_code}")
         versions = protocol_versions(db, study.id)

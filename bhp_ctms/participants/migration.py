@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
-from sqlalchemy import distinct, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bhp_ctms.audit.capture import acting_as, change_reason
@@ -208,21 +208,33 @@ def amendment_impact(
     version: ProtocolVersion,
     changes: Sequence[DefinitionChange],
 ) -> list[ChangeImpact]:
-    """Each change with the entries on ``version`` it would affect, in the scope's sites."""
-    counted: dict[tuple[str, ...], tuple[int, int]] = {(): (0, 0)}
-    for change in changes:
-        codes = tuple(sorted(change.event_codes))
-        if codes in counted:
-            continue
+    """Each change with the entries on ``version`` it would affect, in the scope's sites.
+
+    One query, whatever the number of changes: the recorded visits on the version per
+    event and participant, counted for each change's events here.
+    """
+    codes = {code for change in changes for code in change.event_codes}
+    recorded: dict[str, dict[int, int]] = {}
+    if codes:
         statement = (
-            select(func.count(Visit.id), func.count(distinct(Visit.participant_id)))
+            select(Visit.event_code, Visit.participant_id, func.count(Visit.id))
             .join(Participant, Participant.id == Visit.participant_id)
             .where(
                 Participant.study_id == version.study_id,
                 Visit.protocol_version_id == version.id,
                 Visit.event_code.in_(codes),
             )
+            .group_by(Visit.event_code, Visit.participant_id)
         )
-        visits, participants = db.execute(scope.apply(statement, Participant.site_id)).one()
-        counted[codes] = (visits, participants)
-    return [ChangeImpact(change, *counted[tuple(sorted(change.event_codes))]) for change in changes]
+        for event_code, participant_id, visits in db.execute(
+            scope.apply(statement, Participant.site_id)
+        ):
+            recorded.setdefault(event_code, {})[participant_id] = visits
+    impacts = []
+    for change in changes:
+        per_participant: dict[int, int] = {}
+        for code in set(change.event_codes):
+            for participant_id, visits in recorded.get(code, {}).items():
+                per_participant[participant_id] = per_participant.get(participant_id, 0) + visits
+        impacts.append(ChangeImpact(change, sum(per_participant.values()), len(per_participant)))
+    return impacts

@@ -14,7 +14,8 @@ from pyramid.httpexceptions import HTTPNotFound, HTTPSeeOther
 from pyramid.view import view_config, view_defaults
 
 from bhp_ctms.audit.capture import ReasonRequired
-from bhp_ctms.forms import show_reason_required
+from bhp_ctms.audit.links import audit_history_url, value_history_links
+from bhp_ctms.forms import attach_error, show_reason_required
 from bhp_ctms.participants.eligibility import latest_assessment
 from bhp_ctms.participants.forms import (
     ConfirmEligibilityForm,
@@ -54,33 +55,6 @@ PARTICIPANT_FIELDS = (
 
 
 # Statuses whose participation has ended: changing them needs a reason for change.
-def history_link(
-    request: Any, study: Study, entity_type: str, entity_id: int, field: str = ""
-) -> str:
-    query: dict[str, Any] = {"entity_type": entity_type, "entity_id": entity_id}
-    if field:
-        query["field"] = field
-    return str(request.route_path("audit_history", code=study.code, _query=query))
-
-
-def history_links(request: Any, study: Study, participant: Participant) -> dict[str, str]:
-    """Each shown value's audit history page, for those who may read the audit trail."""
-    if not request.has_permission(Permissions.AUDIT_VIEW):
-        return {}
-    return {
-        field: history_link(request, study, "participant", participant.id, field)
-        for field, _label in PARTICIPANT_FIELDS
-    }
-
-
-def _attach(form: Any, error: ParticipantError, field: str | None = None) -> None:
-    name = field or error.field
-    if name and name in form:
-        form[name].errors = [*form[name].errors, error.message]
-    else:
-        form.add_form_error(error.message)
-
-
 class _Views:
     def __init__(self, context: Any, request: Any) -> None:
         self.context = context
@@ -157,7 +131,7 @@ class RegisterViews(_Views):
                 confirm_not_duplicate=bool(form.confirm_not_duplicate.data),
             )
         except ParticipantError as error:
-            _attach(form, error)
+            attach_error(form, error.message, error.field)
             return self.invalid(form=form)
         return self.to_participant(
             participant, f"Participant {participant.code} has been registered."
@@ -211,9 +185,19 @@ class ParticipantPageView(_ParticipantViews):
         auditor = bool(self.request.has_permission(Permissions.AUDIT_VIEW))
         return self.page(
             fields=PARTICIPANT_FIELDS,
-            history=history_links(self.request, self.study, participant),
+            history=value_history_links(
+                self.request,
+                self.study.code,
+                "participant",
+                participant.id,
+                dict(PARTICIPANT_FIELDS),
+            ),
             entity_history=(
-                (lambda kind, entity_id: history_link(self.request, self.study, kind, entity_id))
+                (
+                    lambda kind, entity_id: audit_history_url(
+                        self.request, self.study.code, kind, entity_id
+                    )
+                )
                 if auditor
                 else None
             ),
@@ -293,7 +277,7 @@ class ConsentViews(_ParticipantViews):
                 taken_by=form.taken_by.data or "",
             )
         except ParticipantError as error:
-            _attach(form, error)
+            attach_error(form, error.message, error.field)
             return self.invalid(form=form)
         return self.to_participant(
             self.participant,
@@ -343,7 +327,7 @@ class EligibilityViews(_ParticipantViews):
                 self.request.identity.id,
             )
         except ParticipantError as error:
-            _attach(form, error, form.field_of(error.field or ""))
+            attach_error(form, error.message, form.field_of(error.field or ""))
             return self.invalid(form=form)
         return self.to_participant(
             self.participant,
@@ -396,7 +380,7 @@ class ConfirmEligibilityViews(_ParticipantViews):
                     form.password.data or "",
                 )
             except ParticipantError as error:
-                _attach(form, error)
+                attach_error(form, error.message, error.field)
             else:
                 return self.to_participant(
                     self.participant,
@@ -448,7 +432,7 @@ class StatusViews(_ParticipantViews):
                 reason_for_change=form.reason_for_change.data or "",
             )
         except ParticipantError as error:
-            _attach(form, error)
+            attach_error(form, error.message, error.field)
             return self.invalid(form=form)
         except ReasonRequired as error:
             show_reason_required(self.request, form, "reason_for_change", error)
@@ -516,7 +500,7 @@ class VisitViews(_ParticipantViews):
                 reason_for_change=form.reason_for_change.data or "",
             )
         except ParticipantError as error:
-            _attach(form, error)
+            attach_error(form, error.message, error.field)
             return self.invalid(form=form)
         except ReasonRequired as error:
             show_reason_required(self.request, form, "reason_for_change", error)
@@ -562,7 +546,7 @@ class IdentifierViews(_ParticipantViews):
                 confirm_not_duplicate=bool(form.confirm_not_duplicate.data),
             )
         except ParticipantError as error:
-            _attach(form, error)
+            attach_error(form, error.message, error.field)
             return self.invalid(form=form)
         if not changed:
             return self.to_participant(

@@ -10,7 +10,8 @@ from pyramid.view import view_config, view_defaults
 from bhp_ctms.accounts.models import Membership
 from bhp_ctms.accounts.services import AccountService
 from bhp_ctms.audit.capture import ReasonRequired
-from bhp_ctms.forms import show_reason_required
+from bhp_ctms.audit.links import value_history_links
+from bhp_ctms.forms import attach_error, show_reason_required
 from bhp_ctms.permissions import Permissions
 from bhp_ctms.sites.forms import (
     DeleteSiteForm,
@@ -33,33 +34,6 @@ SITE_FIELDS = (
     ("recruitment_target", "Recruitment target"),
     ("activated_on", "Activation date"),
 )
-
-
-def history_links(request: Any, study: Study, site: Site) -> dict[str, str]:
-    """Each field's audit history page, for those who may read the audit trail.
-
-    Empty while the audit pages are not installed: the site page works without them.
-    """
-    if not request.has_permission(Permissions.AUDIT_VIEW):
-        return {}
-    links = {}
-    for field, _label in SITE_FIELDS:
-        try:
-            links[field] = request.route_path(
-                "audit_history",
-                code=study.code,
-                _query={"entity_type": "site", "entity_id": site.id, "field": field},
-            )
-        except KeyError:
-            return {}
-    return links
-
-
-def _attach_error(form: Any, error: SiteError) -> None:
-    if error.field and error.field in form:
-        form[error.field].errors = [*form[error.field].errors, str(error)]
-    else:
-        form.add_form_error(str(error))
 
 
 class SiteViews:
@@ -106,7 +80,7 @@ class NewSiteViews(SiteViews):
                 self.request.audit_actor, self.study.id, form.code.data, form.details()
             )
         except SiteError as error:
-            _attach_error(form, error)
+            attach_error(form, str(error), error.field)
             return self.invalid(form=form)
         self.request.session.flash(
             f"Site {site.code} \N{EN DASH} {site.name} has been added.", "success"
@@ -127,7 +101,9 @@ class OneSiteViews(SiteViews):
             staff=self.service.staff_of(self.site),
             can_manage=self.request.has_permission(Permissions.SITES_MANAGE),
             grant_form=grant_form or GrantRoleForm(),
-            history=history_links(self.request, self.study, self.site),
+            history=value_history_links(
+                self.request, self.study.code, "site", self.site.id, dict(SITE_FIELDS)
+            ),
             fields=SITE_FIELDS,
         )
 
@@ -173,7 +149,7 @@ class EditSiteViews(OneSiteViews):
                 reason=form.reason.data or "",
             )
         except SiteError as error:
-            _attach_error(form, error)
+            attach_error(form, str(error), error.field)
             return self.invalid(form=form)
         except ReasonRequired as error:
             show_reason_required(self.request, form, "reason", error)
@@ -206,7 +182,7 @@ class DeleteSiteViews(OneSiteViews):
         try:
             self.service.delete_site(self.request.audit_actor, self.site, form.reason.data)
         except SiteError as error:
-            _attach_error(form, error)
+            attach_error(form, str(error), error.field)
             return self.invalid(form=form, problem=str(error))
         except ReasonRequired as error:
             show_reason_required(self.request, form, "reason", error)
@@ -235,7 +211,7 @@ class GrantRoleView(OneSiteViews):
                     form.new_role,
                 )
             except SiteError as error:
-                _attach_error(form, error)
+                attach_error(form, str(error), error.field)
             else:
                 return self.to_site_page(
                     f"{membership.user.full_name} is now {membership.role.label} "

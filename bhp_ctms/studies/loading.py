@@ -11,9 +11,7 @@ caller's transaction, so the audit capture records every value created or change
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bhp_ctms.audit.capture import acting_as
+from bhp_ctms.audit.models import canonical_json
 from bhp_ctms.audit.services import AuditActor
 from bhp_ctms.db import utc_today
 from bhp_ctms.sites.models import Site, SiteStatus
@@ -41,10 +40,11 @@ from bhp_ctms.studies.models import (
     StudyStatus,
 )
 from bhp_ctms.studies.services import find_study, protocol_versions
+from bhp_ctms.templating import ukdate
 
 # The definition's values that only seed a study the first time it is loaded: a
 # change to them alone is not an amendment of the protocol.
-SEED_ONLY = frozenset({"status", "sites", "users"})
+SEED_ONLY = frozenset({"status"})
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class LoadResult:
     def describe(self) -> str:
         """What happened, in a sentence, for the person who loaded the folder."""
         study, version = self.study, self.version
-        effective = _shown_date(version.effective_on)
+        effective = ukdate(version.effective_on)
         if self.created_study:
             return (
                 f"Created study {study.code} at protocol version {version.label}"
@@ -89,29 +89,7 @@ class LoadResult:
 
 def definition_sha256(definition: dict[str, Any]) -> str:
     """The SHA-256 of a definition's canonical JSON (sorted keys, no spaces)."""
-    canonical = json.dumps(definition, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-def _shown_date(value: date) -> str:
-    return f"{value.day} {value:%b %Y}"
-
-
-# The study's own values that follow its definition, in the order they are compared.
-STUDY_VALUES = (
-    "title",
-    "blinding",
-    "target_sample_size",
-    "phase",
-    "isrctn",
-    "eudract",
-    "iras",
-    "pillar",
-    "rare_disease",
-    "sponsor",
-    "organisations",
-    "participant_id_pattern",
-)
+    return hashlib.sha256(canonical_json(definition).encode("utf-8")).hexdigest()
 
 
 def study_values(definition: StudyDefinition) -> dict[str, Any]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
@@ -20,6 +18,7 @@ from bhp_ctms.participants.models import Participant, ParticipantSequence, Parti
 from bhp_ctms.permissions import Role
 from bhp_ctms.sites.models import Site, SiteStatus
 from bhp_ctms.studies.definition import read_study
+from bhp_ctms.studies.loading import definition_sha256
 from bhp_ctms.studies.models import Blinding, ProtocolVersion, Study, StudyStatus
 
 PASSWORD = "plinth-marigold-viaduct"
@@ -89,12 +88,6 @@ def _demo_definition() -> dict[str, Any]:
 def demo_definition() -> dict[str, Any]:
     """The demo study's definition (forms/demo) as a protocol version stores it."""
     return copy.deepcopy(_demo_definition())
-
-
-def definition_sha256(definition: dict[str, Any]) -> str:
-    return hashlib.sha256(
-        json.dumps(definition, sort_keys=True, separators=(",", ":")).encode("utf-8")
-    ).hexdigest()
 
 
 class ProtocolVersionFactory(_Base):

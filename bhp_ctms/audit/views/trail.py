@@ -20,6 +20,7 @@ from pyramid.response import Response
 from pyramid.view import view_config, view_defaults
 from sqlalchemy.orm import Session
 
+from bhp_ctms.audit.links import audit_history_url
 from bhp_ctms.audit.masking import blinded_fields, displayed_values, is_blinded
 from bhp_ctms.audit.models import AuditEvent, canonical_json
 from bhp_ctms.audit.queries import (
@@ -165,10 +166,9 @@ class EventRows:
     def _history_url(self, event: AuditEvent) -> str | None:
         if self.study_code is None or not (event.entity_type and event.entity_id):
             return None
-        query = {"entity_type": event.entity_type, "entity_id": event.entity_id}
-        if event.field:
-            query["field"] = event.field
-        return str(self.request.route_path("audit_history", code=self.study_code, _query=query))
+        return audit_history_url(
+            self.request, self.study_code, event.entity_type, event.entity_id, event.field
+        )
 
 
 def _page_of_trail(
