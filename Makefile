@@ -37,12 +37,14 @@ test: install ## Run the whole test suite (PostgreSQL and Redis too when BHP_CTM
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -p no:cacheprovider
 
 .PHONY: benchmarks
-benchmarks: install ## Run the audit trail's and the participant grid's benchmarks at full size and print their figures (see benchmarks/README.md)
+benchmarks: install ## Run the audit trail's, the participant grid's and the REDCap import's benchmarks at full size and print their figures (see benchmarks/README.md)
 	$(BIN)/python -m benchmarks.audit_verify
 	$(BIN)/python -m benchmarks.audit_verify --backend sqlite
 	$(BIN)/python -m benchmarks.audit_history
 	$(BIN)/python -m benchmarks.audit_overhead
 	$(BIN)/python -m benchmarks.participant_grid
+	$(BIN)/python -m benchmarks.redcap_import
+	$(BIN)/python -m benchmarks.crf_entry
 
 .PHONY: lint
 lint: install ## Check style, imports and types

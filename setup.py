@@ -8,6 +8,7 @@ INSTALL_REQUIRES = [
     "cryptography>=42",
     "Jinja2>=3.1.6",
     "kombu>=5.4",
+    "lark>=1.2",
     "nhsuk-frontend-jinja==0.10.2",
     "psycopg[binary]>=3.2",
     "pyotp>=2.9",
@@ -31,6 +32,7 @@ INSTALL_REQUIRES = [
 TESTS_REQUIRE = [
     "factory_boy>=3.3",
     "hypothesis>=6.100",
+    "jsonschema>=4.22",
     "playwright>=1.45",
     "pytest>=8",
     "pytest-xdist>=3.5",
@@ -49,7 +51,7 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["bhp_ctms", "bhp_ctms.*"]),
     include_package_data=True,
-    package_data={"bhp_ctms": ["templates/**/*", "static/**/*", "data/*"]},
+    package_data={"bhp_ctms": ["templates/**/*", "static/**/*", "data/*", "crf/expressions/*.lark"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={"tests": TESTS_REQUIRE, "dev": TESTS_REQUIRE + DEV_REQUIRE},
     entry_points={

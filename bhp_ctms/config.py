@@ -20,6 +20,7 @@ DOMAINS = (
     "bhp_ctms.studies",
     "bhp_ctms.sites",
     "bhp_ctms.participants",
+    "bhp_ctms.crf",
 )
 
 

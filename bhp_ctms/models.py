@@ -2,6 +2,16 @@
 
 from bhp_ctms.accounts.models import LoginAttempt, Membership, User
 from bhp_ctms.audit.models import AuditCheckpoint, AuditEvent, AuditReview, AuditVerification
+from bhp_ctms.crf.models import (
+    FormEntry,
+    FormVersion,
+    ItemValue,
+    Query,
+    QueryMessage,
+    Signature,
+    SourceVerification,
+    SourceVerificationPlan,
+)
 from bhp_ctms.db import ModelBase
 from bhp_ctms.participants.models import (
     ConsentRecord,
@@ -24,13 +34,21 @@ __all__ = [
     "AuditVerification",
     "ConsentRecord",
     "EligibilityAssessment",
+    "FormEntry",
+    "FormVersion",
+    "ItemValue",
     "LoginAttempt",
     "Membership",
     "Participant",
     "ParticipantIdentifiers",
     "ParticipantSequence",
     "ProtocolVersion",
+    "Query",
+    "QueryMessage",
+    "Signature",
     "Site",
+    "SourceVerification",
+    "SourceVerificationPlan",
     "Study",
     "User",
     "UserSession",

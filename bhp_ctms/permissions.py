@@ -71,6 +71,15 @@ class Permissions(StrEnum):
     PARTICIPANTS_EDIT = "participants:edit"
     ELIGIBILITY_CONFIRM = "eligibility:confirm"
     IDENTIFIERS_VIEW = "identifiers:view"
+    CRF_VIEW = "crf:view"
+    CRF_ENTER = "crf:enter"
+    CRF_SIGN = "crf:sign"
+    CRF_RECHECK = "crf:recheck"
+    QUERIES_RAISE = "queries:raise"
+    QUERIES_ANSWER = "queries:answer"
+    QUERIES_CLOSE = "queries:close"
+    SDV_PERFORM = "sdv:perform"
+    SDV_PLAN = "sdv:plan"
     AUDIT_VIEW = "audit:view"
     AUDIT_EXPORT = "audit:export"
     AUDIT_REVIEW = "audit:review"
@@ -97,6 +106,19 @@ PERMISSION_DESCRIPTIONS = {
     Permissions.IDENTIFIERS_VIEW: (
         "see and record participants' direct identifiers (only at one's own site)"
     ),
+    Permissions.CRF_VIEW: (
+        "read CRFs, their queries, SDV marks and signatures (site staff: their sites)"
+    ),
+    Permissions.CRF_ENTER: (
+        "enter and correct CRF data, giving a reason for each change to a complete form"
+    ),
+    Permissions.CRF_SIGN: "e-sign CRFs and casebooks as the site's PI (only at one's own site)",
+    Permissions.CRF_RECHECK: "re-run a study's edit checks over all its stored data",
+    Permissions.QUERIES_RAISE: "raise a query on any item",
+    Permissions.QUERIES_ANSWER: "answer a query at one's own site",
+    Permissions.QUERIES_CLOSE: "close or re-open a query",
+    Permissions.SDV_PERFORM: "mark items and forms as source-data-verified",
+    Permissions.SDV_PLAN: "set which participants' forms a study's monitors verify",
     Permissions.AUDIT_VIEW: (
         "read the audit trail and any value's history (site staff: their sites)"
     ),
@@ -108,7 +130,9 @@ PERMISSION_DESCRIPTIONS = {
 # Permissions granted only by a role held at the site itself: no study-wide or
 # all-studies role gives them. Registering a person and seeing who they are is the
 # work of the site that sees them.
-SITE_ONLY_PERMISSIONS = frozenset({Permissions.PARTICIPANTS_REGISTER, Permissions.IDENTIFIERS_VIEW})
+SITE_ONLY_PERMISSIONS = frozenset(
+    {Permissions.PARTICIPANTS_REGISTER, Permissions.IDENTIFIERS_VIEW, Permissions.CRF_SIGN}
+)
 
 # Permissions every signed-in user has, whatever their memberships.
 AUTHENTICATED_PERMISSIONS = frozenset({Permissions.ACCOUNT_MANAGE, Permissions.STUDIES_LIST})
@@ -125,6 +149,9 @@ _SITE_STAFF = frozenset(
         Permissions.PARTICIPANTS_REGISTER,
         Permissions.PARTICIPANTS_EDIT,
         Permissions.IDENTIFIERS_VIEW,
+        Permissions.CRF_VIEW,
+        Permissions.CRF_ENTER,
+        Permissions.QUERIES_ANSWER,
     }
 )
 
@@ -145,24 +172,38 @@ MATRIX: dict[Role, frozenset[Permissions]] = {
             Permissions.PROTOCOL_MIGRATE,
             Permissions.PARTICIPANTS_VIEW,
             Permissions.AUDIT_REVIEW,
+            Permissions.CRF_VIEW,
+            Permissions.CRF_RECHECK,
+            Permissions.QUERIES_RAISE,
+            Permissions.QUERIES_CLOSE,
+            Permissions.SDV_PLAN,
         }
     )
     | _AUDIT_READERS,
     Role.SITE_COORDINATOR: _SITE_STAFF,
-    Role.SITE_PI: _SITE_STAFF | {Permissions.ELIGIBILITY_CONFIRM},
+    Role.SITE_PI: _SITE_STAFF | {Permissions.ELIGIBILITY_CONFIRM, Permissions.CRF_SIGN},
     Role.MONITOR: frozenset(
         {
             Permissions.STUDIES_VIEW,
             Permissions.PORTFOLIO_VIEW,
             Permissions.PARTICIPANTS_VIEW,
             Permissions.AUDIT_REVIEW,
+            Permissions.CRF_VIEW,
+            Permissions.QUERIES_RAISE,
+            Permissions.QUERIES_CLOSE,
+            Permissions.SDV_PERFORM,
         }
     )
     | _AUDIT_READERS,
     Role.STATISTICIAN_BLINDED: frozenset({Permissions.STUDIES_VIEW}),
     Role.STATISTICIAN_UNBLINDED: frozenset({Permissions.STUDIES_VIEW}),
     Role.AUDITOR: frozenset(
-        {Permissions.STUDIES_VIEW, Permissions.PORTFOLIO_VIEW, Permissions.PARTICIPANTS_VIEW}
+        {
+            Permissions.STUDIES_VIEW,
+            Permissions.PORTFOLIO_VIEW,
+            Permissions.PARTICIPANTS_VIEW,
+            Permissions.CRF_VIEW,
+        }
     )
     | _AUDIT_READERS,
 }

@@ -229,7 +229,7 @@ def _write_events(session: Session, flush_context: UOWTransaction) -> None:
             "participant_id": context.participant_id,
             "form": context.form,
             "reason": reason,
-            "details_json": "{}",
+            "details_json": canonical_json(spec.details(change.obj)) if spec.details else "{}",
         }
         if change.kind == "deleted":
             snapshot = {

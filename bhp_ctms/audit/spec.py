@@ -47,7 +47,8 @@ class Audited:
     ``blinded`` names columns that reveal an allocation: audit views and exports
     mask their values for blinded roles.
     ``reason_rule`` says why a change needs a reason, or returns None; deletions
-    always need one.
+    always need one. ``details`` gives what else a reader of an event needs to know
+    (the item a value belongs to), kept with each event.
     """
 
     entity_type: str
@@ -57,6 +58,7 @@ class Audited:
     blinded: frozenset[str] = frozenset()
     reason_rule: Callable[[Change], str | None] | None = None
     describe: Callable[[Any], str] = field(default=lambda obj: f"#{obj.id}")
+    details: Callable[[Any], dict[str, Any]] | None = None
 
     def columns(self, mapper: Mapper[Any]) -> list[str]:
         return [

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "demo",
     "user",
     "study",
+    "forms",
     "participant",
     "permissions",
     "audit",

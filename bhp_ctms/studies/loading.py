@@ -11,6 +11,7 @@ caller's transaction, so the audit capture records every value created or change
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from bhp_ctms.sites.models import Site, SiteStatus
 from bhp_ctms.studies.definition import (
     STUDY_FILE,
     DefinitionError,
+    FormFile,
     Problem,
     StudyDefinition,
     read_study,
@@ -136,6 +138,7 @@ def load_study(db: Session, actor: AuditActor, folder: Path) -> LoadResult:
         if study is None:
             study = _create_study(db, definition)
             version = _add_version(db, study, 1, definition, data, sha256)
+            store_form_versions(db, study.id, folder, definition.forms)
             _seed_sites(db, study, definition)
             return LoadResult(study, version, True, True, [], definition)
         versions = protocol_versions(db, study.id)
@@ -143,6 +146,7 @@ def load_study(db: Session, actor: AuditActor, folder: Path) -> LoadResult:
             # A study created before protocol versions were kept (an older demo).
             _update_study(study, definition)
             version = _add_version(db, study, 1, definition, data, sha256)
+            store_form_versions(db, study.id, folder, definition.forms)
             _seed_sites(db, study, definition)
             return LoadResult(study, version, False, True, [], definition)
         latest = versions[-1]
@@ -168,7 +172,22 @@ def load_study(db: Session, actor: AuditActor, folder: Path) -> LoadResult:
             )
         _update_study(study, definition)
         version = _add_version(db, study, latest.number + 1, definition, data, sha256)
+        store_form_versions(db, study.id, folder, definition.forms)
         return LoadResult(study, version, False, True, changes, definition)
+
+
+def store_form_versions(
+    db: Session, study_id: int, folder: Path, forms: Sequence[FormFile]
+) -> None:
+    """Keep each of the study's form files as a form version, unless a version with
+    the same content is kept already."""
+    if not forms:
+        return
+    # Imported here: the CRF domain builds on studies, not the other way round, and
+    # only loading needs to reach into it.
+    from bhp_ctms.crf.loading import store_form_versions as store
+
+    store(db, study_id, folder, forms)
 
 
 def _create_study(db: Session, definition: StudyDefinition) -> Study:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from bhp_ctms.crf.models import Query, QueryOrigin
 from bhp_ctms.headers import CONTENT_SECURITY_POLICY
 from bhp_ctms.permissions import AUTHENTICATED_PERMISSIONS, Permissions, Role
 from tests.factories import (
@@ -20,6 +21,7 @@ from tests.factories import (
     StudyFactory,
     UserFactory,
 )
+from tests.factories.crf import form_entry, store_form_version
 from tests.functional.helpers import csrf_token, login
 
 # Routes anyone may reach without logging in: the log-in steps, health, static files.
@@ -70,7 +72,12 @@ def route_views(registry) -> list[RouteView]:
 
 
 def url_for(
-    pattern: str, study_code: str, site_code: str = "NOSITE", participant: str = "NOPART"
+    pattern: str,
+    study_code: str,
+    site_code: str = "NOSITE",
+    participant: str = "NOPART",
+    entry: int = 1,
+    query: int = 1,
 ) -> str:
     path = (
         pattern.replace("{code}", study_code)
@@ -81,6 +88,9 @@ def url_for(
         .replace("{event}", "baseline")
         .replace("{instance}", "1")
         .replace("{version}", "1")
+        .replace("{form}", "vitals")
+        .replace("{entry}", str(entry))
+        .replace("{query}", str(query))
         .replace("*subpath", "css/app.css")
     )
     assert "{" not in path, f"add a value for the placeholders of {pattern}"
@@ -172,13 +182,19 @@ def test_no_route_accepts_a_post_without_the_csrf_token(app, db_session, token):
     for role in Role:
         MembershipFactory(user=admin, role=role)
         MembershipFactory(user=admin, role=role, study_id=study.id, site_id=participant.site.id)
+    entry = form_entry(participant, store_form_version(study.id), {"weight": "70"})
+    query = Query(entry=entry, item_path="weight", origin=QueryOrigin.MANUAL, text="Check.")
+    db_session.add(query)
+    db_session.flush()
     login(app, "admin")
     posted = 0
     for view in route_views(app.app.registry):
         if "POST" not in view.methods or view.route_name == "__static/":
             continue
         params = {} if token is None else {"csrf_token": token}
-        path = url_for(view.pattern, study.code, participant.site.code, participant.code)
+        path = url_for(
+            view.pattern, study.code, participant.site.code, participant.code, entry.id, query.id
+        )
         response = app.post(path, params, expect_errors=True)
         assert response.status_int == 400, (view, response.status)
         assert "This form has expired" in response.text

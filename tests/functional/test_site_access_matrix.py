@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import func, select
 
 from bhp_ctms.audit.models import AuditEvent
+from bhp_ctms.crf.models import FormStatus, Query, QueryOrigin
 from bhp_ctms.participants.models import (
     ConsentGivenBy,
     ConsentKind,
@@ -35,6 +36,7 @@ from tests.factories import (
     StudyFactory,
     UserFactory,
 )
+from tests.factories.crf import form_entry, store_form_version
 from tests.functional.helpers import csrf_token, login
 from tests.functional.test_route_security import PUBLIC_ROUTES, route_views
 
@@ -97,6 +99,14 @@ def two_sites(db_session):
     )
     participant_a, _ = _participant_with_records(site_a, staff_b)
     participant_b, assessment_b = _participant_with_records(site_b, staff_b)
+    entry_b = form_entry(
+        participant_b, store_form_version(study.id), {"weight": "70"}, status=FormStatus.COMPLETE
+    )
+    query_b = Query(
+        entry=entry_b, item_path="weight", origin=QueryOrigin.MANUAL, text="Please check."
+    )
+    db_session.add(query_b)
+    db_session.flush()
     return TwoSites(
         study_code=study.code,
         site_a=site_a,
@@ -112,6 +122,9 @@ def two_sites(db_session):
             "{event}": "screening",
             "{instance}": "1",
             "{version}": "1",
+            "{form}": "vitals",
+            "{entry}": str(entry_b.id),
+            "{query}": str(query_b.id),
         },
     )
 
@@ -143,7 +156,8 @@ def test_a_role_at_site_a_reaches_nothing_of_site_b(app, db_session, two_sites, 
             continue
         path = _path(view.pattern, two_sites.placeholders_b)
         takes_site_object = any(
-            name in view.pattern for name in ("{site}", "{participant}", "{membership}")
+            name in view.pattern
+            for name in ("{site}", "{participant}", "{membership}", "{entry}", "{query}")
         )
         for method in view.methods:
             if method == "GET":

@@ -109,7 +109,7 @@ def test_check_reports_every_problem_with_file_and_line_or_a_summary(tmp_path, m
     assert good.exit_code == 0, good.output
     assert good.output.strip() == (
         "forms/demo: DEMO protocol version 1.0 \N{EM DASH} 2 arms, 6 scheduled and 2 repeating"
-        " events, 6 eligibility criteria"
+        " events, 6 eligibility criteria, 8 forms"
     )
 
     bad = study_folder(

@@ -7,6 +7,7 @@ windows and two repeating events (adverse events, unscheduled visits).
 
 from __future__ import annotations
 
+import shutil
 from datetime import date
 from pathlib import Path
 
@@ -78,7 +79,7 @@ def study_folder(tmp_path: Path, name: str, *replacements: tuple[str, str]) -> P
         assert text.count(old) == 1, old
         text = text.replace(old, new)
     folder = tmp_path / name
-    folder.mkdir()
+    shutil.copytree(DEMO_FOLDER, folder)
     (folder / "study.yaml").write_text(text, encoding="utf-8")
     return folder
 

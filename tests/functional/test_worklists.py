@@ -485,6 +485,7 @@ def test_the_study_and_site_pages_lead_to_the_worklists(app, db_session, trial):
     assert [a["href"] for a in links.find_all("a")] == [
         f"{STUDY}/sites/AAA/dashboard",
         f"{STUDY}/sites/AAA/grid",
+        f"{STUDY}/sites/AAA/queries",
         f"{STUDY}/sites/AAA/register",
     ]
     assert site_page.click("Participant grid").status_int == 200

@@ -9,7 +9,11 @@ edits the file fixes it in one go. Locations name list entries from 0, as in
 The layout of a study folder::
 
     study.yaml          the protocol: arms, schedule, eligibility, consent, ...
+    codelists.yaml      lists of answers its forms share (optional)
     forms/*.yaml        its case report forms, one a file (optional)
+
+The form files and codelists are read and checked by :mod:`bhp_ctms.crf.definition`,
+and a study check reports their problems too.
 
 The package's modules: ``marked_yaml`` reads YAML keeping each node's line and column
 and defines :class:`Problem` and :class:`DefinitionError`; ``model`` holds the frozen

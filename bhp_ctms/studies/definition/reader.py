@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 import string
 from collections.abc import Iterator, Mapping, Sequence
@@ -150,38 +149,13 @@ def _read(folder: Path) -> tuple[list[Problem], StudyDefinition | None]:
 
 
 def _read_forms(folder: Path, problems: list[Problem]) -> tuple[FormFile, ...] | None:
-    """The study's form files, or None when it has no forms folder (yet)."""
-    forms_folder = folder / FORMS_FOLDER
-    if not forms_folder.is_dir():
-        return None
-    forms: list[FormFile] = []
-    files_by_code: dict[str, str] = {}
-    for path in sorted(forms_folder.iterdir()):
-        if path.suffix == ".yml":
-            problems.append(Problem(path, None, None, "form files are named *.yaml"))
-            continue
-        if path.suffix != ".yaml" or not path.is_file():
-            continue
-        reader = NodeReader(path, problems)
-        source, root = reader.compose()
-        if root is None:
-            continue
-        reader.check_duplicate_keys(root)
-        if not isinstance(root, yaml.MappingNode):
-            reader.problem(root, "", "a form file must be a mapping with a 'code'")
-            continue
-        code_node = next((value for key, value in root.value if key.value == "code"), None)
-        if code_node is None:
-            reader.problem(root, "", "missing required key 'code'")
-            continue
-        code = reader.code(code_node, "code", ITEM_CODE, _ITEM_CODE_RULE)
-        relative = path.relative_to(folder).as_posix()
-        if code in files_by_code:
-            reader.problem(code_node, "code", f"form {code!r} is also in {files_by_code[code]}")
-        elif code:
-            files_by_code[code] = relative
-            forms.append(FormFile(code, relative, hashlib.sha256(source).hexdigest()))
-    return tuple(forms)
+    """The study's form files, or None when it has no forms folder (yet); every
+    problem with them, and with ``codelists.yaml``, is noted."""
+    # Imported here: the form reader builds on this package (its YAML reading and
+    # Problem), so this package cannot import it while it is itself being imported.
+    from bhp_ctms.crf.definition.reader import read_form_folder
+
+    return read_form_folder(folder, problems, study_folder=True)[1]
 
 
 class _StudyReader:

@@ -89,9 +89,27 @@ consent:
 """
 
 FORMS = {
-    "eligibility.yaml": "code: eligibility\ntitle: Eligibility\n",
-    "vitals.yaml": "code: vitals\ntitle: Vital signs\n",
-    "ae.yaml": "code: ae\ntitle: Adverse event\n",
+    "eligibility.yaml": """\
+code: eligibility
+title: Eligibility
+version: "1.0"
+items:
+  - {code: hip_replaced_on, label: Date of the hip replacement, type: date}
+""",
+    "vitals.yaml": """\
+code: vitals
+title: Vital signs
+version: "1.0"
+items:
+  - {code: weight, label: Weight, type: decimal, units: kg}
+""",
+    "ae.yaml": """\
+code: ae
+title: Adverse event
+version: "1.0"
+items:
+  - {code: term, label: Adverse event, type: text}
+""",
 }
 
 

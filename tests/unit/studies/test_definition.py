@@ -82,8 +82,20 @@ def test_the_demo_study_loads():
         "role": "site_pi",
         "site": "NTH",
     }
-    # No forms folder yet: the form codes the events list are taken as they are.
-    assert definition.forms == ()
+    # Every form an event lists has its file, in file-name order.
+    assert [(form.code, form.path) for form in definition.forms] == [
+        (code, f"forms/{code}.yaml")
+        for code in (
+            "ae",
+            "demographics",
+            "eligibility",
+            "end_of_study",
+            "hip_score",
+            "unscheduled_visit",
+            "vitals",
+            "walking_diary",
+        )
+    ]
     assert check_study(DEMO_FOLDER) == []
 
 
@@ -358,8 +370,8 @@ def test_form_files_are_checked(tmp_path):
     forms = {
         **FORMS,
         "broken.yaml": "code: broken\ntitle: [unclosed\n",
-        "nameless.yaml": "title: No code\n",
-        "vitals_v2.yaml": "code: vitals\n",
+        "nameless.yaml": FORMS["ae.yaml"].replace("code: ae\n", ""),
+        "vitals_v2.yaml": FORMS["vitals.yaml"],
         "listed.yaml": "- code: listed\n",
         "old.yml": "code: old\n",
     }

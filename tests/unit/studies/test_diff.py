@@ -178,7 +178,8 @@ def write_study(folder: Path, vitals: str) -> Path:
 
 def test_form_files_are_compared_by_their_bytes(tmp_path):
     old = read_study(write_study(tmp_path / "v1", FORMS["vitals.yaml"]))
-    new = read_study(write_study(tmp_path / "v2", FORMS["vitals.yaml"] + "version: 2\n"))
+    changed = FORMS["vitals.yaml"].replace('version: "1.0"', 'version: "2.0"')
+    new = read_study(write_study(tmp_path / "v2", changed))
 
     [change] = diff_definitions(old, new)
 
