@@ -18,8 +18,8 @@ import wtforms
 from wtforms import Field
 from wtforms.utils import unset_value
 
-from bhp_ctms.crf.definition.model import FormDefinition, Item, ItemGroup
-from bhp_ctms.crf.evaluation import item_path
+from bhp_ctms.crf.definition.model import MISSING_CODES, FormDefinition, Item, ItemGroup
+from bhp_ctms.crf.evaluation import group_rows, item_path, split_path
 from bhp_ctms.crf.values import DateParts, ValueProblem, parse_value
 from bhp_ctms.forms import Form
 
@@ -114,7 +114,7 @@ class EntryForm(Form):
 
     def bound(self, path: str, suffix: str = "") -> Field | None:
         """The bound field of an item path (``weight``, ``treatments[2].dose``)."""
-        group_code, row, code = _split(path)
+        group_code, row, code = split_path(path)
         if group_code is None:
             return self._fields.get(code + suffix)
         for row_form in self._fields[group_code]:
@@ -183,19 +183,11 @@ class _Answerable:
     """An item with its missing-data reasons as the data hold them (ND, NA, UNK)."""
 
     def __init__(self, item: Item) -> None:
-        from bhp_ctms.crf.definition.model import MISSING_CODES
-
         self._item = item
         self.missing_codes_stored = frozenset(MISSING_CODES[code] for code in item.missing_codes)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._item, name)
-
-
-def _split(path: str) -> tuple[str | None, int, str]:
-    from bhp_ctms.crf.evaluation import split_path
-
-    return split_path(path)
 
 
 def _row_number(row_form: Any) -> int:
@@ -237,8 +229,6 @@ def form_data(
 ) -> dict[str, Any]:
     """Stored values as the keyword data a form class is filled with."""
     data: dict[str, Any] = {"version": "" if version is None else str(version)}
-    from bhp_ctms.crf.evaluation import group_rows
-
     rows = group_rows(definition, [*values, *missing])
     for entry in definition.entries:
         if isinstance(entry, ItemGroup):

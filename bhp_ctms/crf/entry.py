@@ -211,7 +211,7 @@ def save_entry(
         return SaveResult(False, entry, evaluation=evaluation)
     old_values, old_missing = stored_values(entry)
     changed = _changed_paths(old_values, old_missing, evaluation)
-    entered = _entered_changes(definition, changed, evaluation, old_values)
+    entered = _entered_changes(definition, changed, evaluation)
     if was_complete:
         lacking = [path for path in entered if not submission.reasons.get(path, "").strip()]
         if lacking:
@@ -260,7 +260,6 @@ def _entered_changes(
     definition: FormDefinition,
     changed: list[str],
     evaluation: Evaluation,
-    old_values: Mapping[str, str],
 ) -> list[str]:
     """The changed paths a person changed (not recalculated, not cleared by show-if)."""
     entered = []

@@ -15,7 +15,9 @@ from typing import Any
 from pyramid.csrf import get_csrf_token
 from pyramid.httpexceptions import HTTPNotFound, HTTPSeeOther
 from pyramid.view import view_config, view_defaults
+from sqlalchemy import func, select
 
+from bhp_ctms.audit.models import AuditEvent
 from bhp_ctms.crf.builder import (
     MISSING_SUFFIX,
     REASON_SUFFIX,
@@ -36,9 +38,18 @@ from bhp_ctms.crf.entry import (
 )
 from bhp_ctms.crf.evaluation import evaluate_entry, item_path, split_path
 from bhp_ctms.crf.expressions import compiled
-from bhp_ctms.crf.models import REASON_NEEDED_STATUSES, FormEntry, FormStatus, FormVersion
+from bhp_ctms.crf.models import (
+    REASON_NEEDED_STATUSES,
+    FormEntry,
+    FormStatus,
+    FormVersion,
+    Query,
+    QueryStatus,
+)
+from bhp_ctms.crf.queries import item_label
 from bhp_ctms.crf.values import display_value
 from bhp_ctms.db import utc_today
+from bhp_ctms.participants.models import Visit
 from bhp_ctms.permissions import Permissions
 from bhp_ctms.studies.services import protocol_definition, study_access
 
@@ -296,10 +307,6 @@ class FormEntryViews:
         }
 
     def _last_saved_by(self, entry: FormEntry | None) -> str:
-        from sqlalchemy import select
-
-        from bhp_ctms.audit.models import AuditEvent
-
         if entry is None:
             return ""
         name = self.request.db.scalars(
@@ -333,14 +340,7 @@ class FormEntryViews:
             return None
 
     def _label(self, path: str) -> str:
-        item = self._item(path)
-        label = item.label if item is not None and item.label else path
-        group_code, row, _ = split_path(path)
-        if group_code is not None:
-            group = next((g for g in self.definition.groups if g.code == group_code), None)
-            if group is not None:
-                label = f"{label} ({group.label}, row {row})"
-        return label
+        return item_label(self.definition, path)
 
 
 @view_defaults(route_name="crf_casebook", renderer="crf/casebook.html")
@@ -356,10 +356,6 @@ class CasebookViews:
 
     @view_config(request_method="GET", permission=Permissions.CRF_VIEW)
     def show(self) -> dict[str, Any]:
-        from sqlalchemy import func, select
-
-        from bhp_ctms.crf.models import Query, QueryStatus
-        from bhp_ctms.participants.models import Visit
 
         db = self.request.db
         definition = protocol_definition(self.participant.protocol_version)
@@ -422,8 +418,6 @@ class CasebookViews:
         }
 
     def _titles(self, forms: Any) -> dict[str, str]:
-        from sqlalchemy import select
-
         rows = self.request.db.execute(
             select(FormVersion.form_code, FormVersion.title, FormVersion.sha256).where(
                 FormVersion.study_id == self.study.id
