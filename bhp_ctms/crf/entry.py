@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from bhp_ctms.audit.capture import change_reason
 from bhp_ctms.crf.definition.model import FormDefinition, Item
-from bhp_ctms.crf.evaluation import Evaluation, evaluate_entry, split_path
+from bhp_ctms.crf.evaluation import Evaluation, evaluate_entry, item_label, split_path
 from bhp_ctms.crf.expressions import compiled
 from bhp_ctms.crf.models import (
     REASON_NEEDED_STATUSES,
@@ -291,7 +291,7 @@ def _write_values(
         elif path in evaluation.hidden:
             reason = NO_LONGER_APPLIES
         else:
-            labels = ", ".join(_label(definition, entered_path) for entered_path in entered)
+            labels = ", ".join(item_label(definition, entered_path) for entered_path in entered)
             reason = RECALCULATED.format(items=labels or "other items")
         by_reason.setdefault(reason, []).append(path)
     for reason, paths in by_reason.items():
@@ -309,11 +309,6 @@ def _write_values(
                 pass
         else:
             db.flush()
-
-
-def _label(definition: FormDefinition, path: str) -> str:
-    item = _item_of(definition, path)
-    return item.label if item is not None and item.label else path
 
 
 def _after_save(db: Session, entry: FormEntry, evaluation: Evaluation, changed: set[str]) -> None:

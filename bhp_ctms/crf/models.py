@@ -152,12 +152,12 @@ class FormEntry(ModelBase):
 
 
 def _item_value_reason(change: Change) -> str | None:
+    """A value of a complete (or later) form changes, or is added, only with a reason."""
     entry = change.obj.entry
-    if change.kind != "created" and entry.status in REASON_NEEDED_STATUSES:
-        return f"{change.obj.item_path} on {entry.status.label.lower()} form {entry.form_key}"
-    if change.kind == "created" and entry.status in REASON_NEEDED_STATUSES:
-        return f"{change.obj.item_path} added to {entry.status.label.lower()} form {entry.form_key}"
-    return None
+    if entry.status not in REASON_NEEDED_STATUSES:
+        return None
+    verb = "added to" if change.kind == "created" else "on"
+    return f"{change.obj.item_path} {verb} {entry.status.label.lower()} form {entry.form_key}"
 
 
 def _entry_of(value: ItemValue) -> AuditContext:

@@ -24,14 +24,10 @@ from sqlalchemy.orm import Session, selectinload
 from bhp_ctms.audit.capture import acting_as
 from bhp_ctms.audit.services import AuditActor
 from bhp_ctms.crf.definition.model import (
-    MISSING_CODES,
-    MISSING_LABELS,
-    YES_NO_CHOICES,
     FormDefinition,
-    Item,
 )
 from bhp_ctms.crf.entry import form_definition
-from bhp_ctms.crf.evaluation import CheckFailure, split_path
+from bhp_ctms.crf.evaluation import CheckFailure, item_at, item_label
 from bhp_ctms.crf.models import (
     FormEntry,
     FormStatus,
@@ -75,65 +71,6 @@ def _definition_by_id(db: Session, version_id: int) -> FormDefinition:
     if version is None:
         raise LookupError(f"form version {version_id} does not exist")
     return form_definition(version)
-
-
-@dataclass(frozen=True)
-class ItemAt:
-    """The item an item path names, and where: ``group`` and ``row`` for an item in a
-    row of a repeating group."""
-
-    item: Item
-    group_label: str = ""
-    row: int | None = None
-
-    @property
-    def label(self) -> str:
-        """The item's label as a person reads it, with its group row when it has one."""
-        label = self.item.label or self.item.code
-        if self.row is None:
-            return label
-        return f"{label} ({self.group_label}, row {self.row})"
-
-    def show(self, value: str | None, missing_code: str | None = None) -> str:
-        """A stored value as a person reads it: a choice by its label, a reason for a
-        missing value by its name; "" when blank."""
-        if missing_code:
-            return MISSING_LABELS.get(missing_code, missing_code)
-        if not value:
-            return ""
-        allowed_missing = {MISSING_CODES[code] for code in self.item.missing_codes}
-        if value in allowed_missing:
-            return MISSING_LABELS[value]
-        if self.item.type == "yes_no":
-            return dict(YES_NO_CHOICES).get(value, value)
-        if self.item.type == "single_choice":
-            return f"{self.item.choice_label(value)} ({value})"
-        if self.item.type == "multiple_choice":
-            return ", ".join(self.item.choice_label(code) for code in value.split("|"))
-        if self.item.units:
-            return f"{value} {self.item.units}"
-        return value
-
-
-def item_at(definition: FormDefinition, item_path: str) -> ItemAt:
-    """The item ``item_path`` names (``weight``, ``medications[2].dose``); raises
-    KeyError when the form has no such item, or it holds no value."""
-    group_code, row, item_code = split_path(item_path)
-    item = definition.item(item_code)
-    group = definition.group_of(item.code)
-    if not item.holds_value or (group.code if group is not None else None) != group_code:
-        raise KeyError(item_path)
-    if group is None:
-        return ItemAt(item)
-    return ItemAt(item, group.label or group.code, row)
-
-
-def item_label(definition: FormDefinition, item_path: str) -> str:
-    """An item's label for a list; the path itself when the form has no such item."""
-    try:
-        return item_at(definition, item_path).label
-    except KeyError:
-        return item_path
 
 
 def stored_value(entry: FormEntry, item_path: str) -> ItemValue | None:

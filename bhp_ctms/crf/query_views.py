@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 
 from bhp_ctms.audit.links import audit_history_url
 from bhp_ctms.crf.entry import form_definition
+from bhp_ctms.crf.evaluation import ItemAt, item_at
 from bhp_ctms.crf.models import (
     FormEntry,
     FormStatus,
@@ -27,12 +28,10 @@ from bhp_ctms.crf.models import (
 )
 from bhp_ctms.crf.queries import (
     OUTSTANDING,
-    ItemAt,
     QueryError,
     answer_query,
     close_query,
     comment_on_query,
-    item_at,
     queries_by_item,
     raise_query,
     reopen_query,

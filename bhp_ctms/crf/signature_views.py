@@ -9,6 +9,7 @@ chosen meaning kept and the password never sent back.
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 from pyramid.httpexceptions import HTTPSeeOther
@@ -39,7 +40,7 @@ from bhp_ctms.permissions import Permissions
 from bhp_ctms.studies.services import study_access
 
 
-class _SignViews:
+class _SignViews(abc.ABC):
     """What both signing pages share: the signer, their form, and refusals."""
 
     def __init__(self, context: Any, request: Any) -> None:
@@ -70,6 +71,30 @@ class _SignViews:
     def proof(self, form: SignForm) -> Reauthentication:
         code = form.code.data if form.second_factor else ""
         return Reauthentication(password=form.password.data or "", code=code or "")
+
+    @abc.abstractmethod
+    def page(self, form: SignForm) -> dict[str, Any]:
+        """The signing page's values."""
+
+    @abc.abstractmethod
+    def sign_with(self, form: SignForm) -> None:
+        """Sign what the page shows; raises :class:`SignatureRefused`."""
+
+    @abc.abstractmethod
+    def signed(self) -> tuple[str, str]:
+        """What to tell the signer, and where to send them, once signed."""
+
+    def submit(self) -> Any:
+        form = self.form(self.request.POST)
+        if not form.validate():
+            return self.page(self.refused(form))
+        try:
+            self.sign_with(form)
+        except SignatureRefused as refusal:
+            return self.page(self.refused(form, refusal))
+        message, path = self.signed()
+        self.request.session.flash(message, "success")
+        return HTTPSeeOther(path)
 
     def refused(self, form: SignForm, refusal: SignatureRefused | None = None) -> SignForm:
         if refusal is not None:
@@ -111,28 +136,25 @@ class EntrySignViews(_SignViews):
 
     @view_config(request_method="POST")
     def sign(self) -> Any:
-        form = self.form(self.request.POST)
-        if not form.validate():
-            return self.page(self.refused(form))
-        try:
-            sign_entry(
-                self.request.db,
-                self.settings,
-                self.request.audit_actor,
-                self.signer,
-                self.entry,
-                meaning=form.chosen_meaning,
-                proof=self.proof(form),
-                shown_sha256=form.shown_sha256.data or "",
-            )
-        except SignatureRefused as refusal:
-            return self.page(self.refused(form, refusal))
-        self.request.session.flash(
-            f"You have signed {describe_entry(self.entry)} for participant "
-            f"{self.participant.code}.",
-            "success",
+        return self.submit()
+
+    def sign_with(self, form: SignForm) -> None:
+        sign_entry(
+            self.request.db,
+            self.settings,
+            self.request.audit_actor,
+            self.signer,
+            self.entry,
+            meaning=form.chosen_meaning,
+            proof=self.proof(form),
+            shown_sha256=form.shown_sha256.data or "",
         )
-        return HTTPSeeOther(form_page_path(self.request, self.study.code, self.entry))
+
+    def signed(self) -> tuple[str, str]:
+        message = (
+            f"You have signed {describe_entry(self.entry)} for participant {self.participant.code}."
+        )
+        return message, form_page_path(self.request, self.study.code, self.entry)
 
 
 @view_defaults(
@@ -163,27 +185,23 @@ class CasebookSignViews(_SignViews):
 
     @view_config(request_method="POST")
     def sign(self) -> Any:
-        form = self.form(self.request.POST)
-        if not form.validate():
-            return self.page(self.refused(form))
-        try:
-            sign_casebook(
-                self.request.db,
-                self.settings,
-                self.request.audit_actor,
-                self.signer,
-                self.participant,
-                meaning=form.chosen_meaning,
-                proof=self.proof(form),
-                shown_sha256=form.shown_sha256.data or "",
-            )
-        except SignatureRefused as refusal:
-            return self.page(self.refused(form, refusal))
-        self.request.session.flash(
-            f"You have signed the casebook of participant {self.participant.code}.", "success"
+        return self.submit()
+
+    def sign_with(self, form: SignForm) -> None:
+        sign_casebook(
+            self.request.db,
+            self.settings,
+            self.request.audit_actor,
+            self.signer,
+            self.participant,
+            meaning=form.chosen_meaning,
+            proof=self.proof(form),
+            shown_sha256=form.shown_sha256.data or "",
         )
-        return HTTPSeeOther(
-            self.request.route_path(
-                "participant", code=self.study.code, participant=self.participant.code
-            )
+
+    def signed(self) -> tuple[str, str]:
+        message = f"You have signed the casebook of participant {self.participant.code}."
+        path = self.request.route_path(
+            "participant", code=self.study.code, participant=self.participant.code
         )
+        return message, str(path)

@@ -26,8 +26,7 @@ from sqlalchemy.orm import Session, selectinload
 from bhp_ctms.audit.capture import current_actor
 from bhp_ctms.audit.models import AuditEvent
 from bhp_ctms.audit.services import AuditActor, record_event
-from bhp_ctms.crf.definition.model import FormDefinition
-from bhp_ctms.crf.entry import context_values, stored_values
+from bhp_ctms.crf.entry import context_values, form_definition, stored_values
 from bhp_ctms.crf.evaluation import evaluate_entry
 from bhp_ctms.crf.models import FormEntry, FormStatus
 from bhp_ctms.crf.queries import synchronise_system_queries, system_queries_of
@@ -105,12 +104,9 @@ def run_data_quality(
         )
     )
     summary = RunSummary()
-    # Read afresh by each run, once per form version: the run checks against the
-    # definitions as they are stored now.
-    definitions: dict[int, FormDefinition] = {}
     for start in range(0, len(entry_ids), DATA_QUALITY_BATCH):
         batch = entry_ids[start : start + DATA_QUALITY_BATCH]
-        summary += _recheck(db, batch, definitions, today)
+        summary += _recheck(db, batch, today)
         db.flush()
         if after_batch is not None:
             after_batch()
@@ -120,7 +116,6 @@ def run_data_quality(
 def _recheck(
     db: Session,
     entry_ids: Sequence[int],
-    definitions: dict[int, FormDefinition],
     today: date | None,
 ) -> RunSummary:
     entries = db.scalars(
@@ -139,10 +134,7 @@ def _recheck(
     existing = system_queries_of(db, entry_ids)
     raised = closed = 0
     for entry in entries:
-        definition = definitions.get(entry.form_version_id)
-        if definition is None:
-            definition = FormDefinition.from_json(entry.form_version.definition)
-            definitions[entry.form_version_id] = definition
+        definition = form_definition(entry.form_version)
         values, missing = stored_values(entry)
         context = context_values(
             db, entry.participant, entry.event_code, entry.event_instance, definition

@@ -36,7 +36,7 @@ from bhp_ctms.crf.entry import (
     save_entry,
     stored_values,
 )
-from bhp_ctms.crf.evaluation import evaluate_entry, item_path, split_path
+from bhp_ctms.crf.evaluation import evaluate_entry, item_label, item_path, split_path
 from bhp_ctms.crf.expressions import compiled
 from bhp_ctms.crf.models import (
     REASON_NEEDED_STATUSES,
@@ -46,7 +46,6 @@ from bhp_ctms.crf.models import (
     Query,
     QueryStatus,
 )
-from bhp_ctms.crf.queries import item_label
 from bhp_ctms.crf.values import display_value
 from bhp_ctms.db import utc_today
 from bhp_ctms.participants.models import Visit

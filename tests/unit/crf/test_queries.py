@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from bhp_ctms.audit.models import AuditEvent
 from bhp_ctms.audit.services import AuditActor
-from bhp_ctms.crf.evaluation import CheckFailure, evaluate_entry
+from bhp_ctms.crf.evaluation import CheckFailure, evaluate_entry, item_at, item_label
 from bhp_ctms.crf.models import FormStatus, Query, QueryAction, QueryOrigin, QueryStatus
 from bhp_ctms.crf.queries import (
     AGE_BANDS,
@@ -22,8 +22,6 @@ from bhp_ctms.crf.queries import (
     close_query,
     comment_on_query,
     days_open,
-    item_at,
-    item_label,
     open_query_counts,
     queries_by_item,
     raise_query,
