@@ -36,6 +36,8 @@ TESTS_REQUIRE = [
     "playwright>=1.45",
     "pytest>=8",
     "pytest-xdist>=3.5",
+    # The independent implementation of minimisation the tests compare ours with.
+    "smallerize==0.5.0",
     "time-machine>=2.14",
     "WebTest>=3",
 ]
@@ -51,7 +53,9 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["bhp_ctms", "bhp_ctms.*"]),
     include_package_data=True,
-    package_data={"bhp_ctms": ["templates/**/*", "static/**/*", "data/*", "crf/expressions/*.lark"]},
+    package_data={
+        "bhp_ctms": ["templates/**/*", "static/**/*", "data/*", "crf/expressions/*.lark"]
+    },
     install_requires=INSTALL_REQUIRES,
     extras_require={"tests": TESTS_REQUIRE, "dev": TESTS_REQUIRE + DEV_REQUIRE},
     entry_points={

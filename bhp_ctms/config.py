@@ -21,6 +21,8 @@ DOMAINS = (
     "bhp_ctms.sites",
     "bhp_ctms.participants",
     "bhp_ctms.crf",
+    "bhp_ctms.randomisation",
+    "bhp_ctms.mail",
 )
 
 

@@ -13,6 +13,7 @@ from bhp_ctms.crf.models import (
     SourceVerificationPlan,
 )
 from bhp_ctms.db import ModelBase
+from bhp_ctms.mail.models import OutboundEmail
 from bhp_ctms.participants.models import (
     ConsentRecord,
     EligibilityAssessment,
@@ -21,6 +22,13 @@ from bhp_ctms.participants.models import (
     ParticipantSequence,
     Visit,
 )
+from bhp_ctms.randomisation.models import (
+    Allocation,
+    AllocationList,
+    ListEntry,
+    StratumCounter,
+    Unblinding,
+)
 from bhp_ctms.sessions import UserSession
 from bhp_ctms.sites.models import Site
 from bhp_ctms.studies.models import ProtocolVersion, Study
@@ -28,6 +36,8 @@ from bhp_ctms.studies.models import ProtocolVersion, Study
 metadata = ModelBase.metadata
 
 __all__ = [
+    "Allocation",
+    "AllocationList",
     "AuditCheckpoint",
     "AuditEvent",
     "AuditReview",
@@ -37,8 +47,10 @@ __all__ = [
     "FormEntry",
     "FormVersion",
     "ItemValue",
+    "ListEntry",
     "LoginAttempt",
     "Membership",
+    "OutboundEmail",
     "Participant",
     "ParticipantIdentifiers",
     "ParticipantSequence",
@@ -49,7 +61,9 @@ __all__ = [
     "Site",
     "SourceVerification",
     "SourceVerificationPlan",
+    "StratumCounter",
     "Study",
+    "Unblinding",
     "User",
     "UserSession",
     "Visit",

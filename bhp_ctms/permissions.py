@@ -80,6 +80,11 @@ class Permissions(StrEnum):
     QUERIES_CLOSE = "queries:close"
     SDV_PERFORM = "sdv:perform"
     SDV_PLAN = "sdv:plan"
+    RANDOMISE = "randomisation:randomise"
+    UNBLIND = "randomisation:unblind"
+    ALLOCATION_INVALIDATE = "randomisation:invalidate"
+    RANDOMISATION_LISTS = "randomisation:lists"
+    RANDOMISATION_REPORT = "randomisation:report"
     AUDIT_VIEW = "audit:view"
     AUDIT_EXPORT = "audit:export"
     AUDIT_REVIEW = "audit:review"
@@ -119,6 +124,16 @@ PERMISSION_DESCRIPTIONS = {
     Permissions.QUERIES_CLOSE: "close or re-open a query",
     Permissions.SDV_PERFORM: "mark items and forms as source-data-verified",
     Permissions.SDV_PLAN: "set which participants' forms a study's monitors verify",
+    Permissions.RANDOMISE: "randomise an eligible participant at one's own site",
+    Permissions.UNBLIND: (
+        "in an emergency, learn a participant's arm at one's own site (reason and password "
+        "needed; the trials unit is told)"
+    ),
+    Permissions.ALLOCATION_INVALIDATE: "mark a randomisation done in error as invalid",
+    Permissions.RANDOMISATION_LISTS: (
+        "generate or upload a study's allocation list and see how much of it is used (unblinded)"
+    ),
+    Permissions.RANDOMISATION_REPORT: "see every allocation with its arm (unblinded)",
     Permissions.AUDIT_VIEW: (
         "read the audit trail and any value's history (site staff: their sites)"
     ),
@@ -131,7 +146,13 @@ PERMISSION_DESCRIPTIONS = {
 # all-studies role gives them. Registering a person and seeing who they are is the
 # work of the site that sees them.
 SITE_ONLY_PERMISSIONS = frozenset(
-    {Permissions.PARTICIPANTS_REGISTER, Permissions.IDENTIFIERS_VIEW, Permissions.CRF_SIGN}
+    {
+        Permissions.PARTICIPANTS_REGISTER,
+        Permissions.IDENTIFIERS_VIEW,
+        Permissions.CRF_SIGN,
+        Permissions.RANDOMISE,
+        Permissions.UNBLIND,
+    }
 )
 
 # Permissions every signed-in user has, whatever their memberships.
@@ -152,6 +173,7 @@ _SITE_STAFF = frozenset(
         Permissions.CRF_VIEW,
         Permissions.CRF_ENTER,
         Permissions.QUERIES_ANSWER,
+        Permissions.RANDOMISE,
     }
 )
 
@@ -177,11 +199,13 @@ MATRIX: dict[Role, frozenset[Permissions]] = {
             Permissions.QUERIES_RAISE,
             Permissions.QUERIES_CLOSE,
             Permissions.SDV_PLAN,
+            Permissions.ALLOCATION_INVALIDATE,
         }
     )
     | _AUDIT_READERS,
     Role.SITE_COORDINATOR: _SITE_STAFF,
-    Role.SITE_PI: _SITE_STAFF | {Permissions.ELIGIBILITY_CONFIRM, Permissions.CRF_SIGN},
+    Role.SITE_PI: _SITE_STAFF
+    | {Permissions.ELIGIBILITY_CONFIRM, Permissions.CRF_SIGN, Permissions.UNBLIND},
     Role.MONITOR: frozenset(
         {
             Permissions.STUDIES_VIEW,
@@ -196,7 +220,13 @@ MATRIX: dict[Role, frozenset[Permissions]] = {
     )
     | _AUDIT_READERS,
     Role.STATISTICIAN_BLINDED: frozenset({Permissions.STUDIES_VIEW}),
-    Role.STATISTICIAN_UNBLINDED: frozenset({Permissions.STUDIES_VIEW}),
+    Role.STATISTICIAN_UNBLINDED: frozenset(
+        {
+            Permissions.STUDIES_VIEW,
+            Permissions.RANDOMISATION_LISTS,
+            Permissions.RANDOMISATION_REPORT,
+        }
+    ),
     Role.AUDITOR: frozenset(
         {
             Permissions.STUDIES_VIEW,

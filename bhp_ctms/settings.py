@@ -26,6 +26,7 @@ KNOWN_DEFAULT_SECRETS = frozenset(
     {"", "change-me", "changeme", "secret", "development-only-secret-key-do-not-use"}
 )
 MINIMUM_SECRET_LENGTH = 32
+MAIL_BACKENDS = ("log", "smtp")
 
 
 class Environment(StrEnum):
@@ -117,6 +118,22 @@ class Settings:
         default=frozenset(), metadata=_setting(_roles, doc="roles that must use TOTP")
     )
     task_always_eager: bool = field(default=False, metadata=_setting(_boolean))
+    mail_backend: str = field(
+        default="log",
+        metadata=_setting(
+            str,
+            doc="how email is delivered: log (written to the log only, for development) or smtp",
+        ),
+    )
+    mail_sender: str = field(
+        default="bhp-ctms@localhost", metadata=_setting(str, doc="the From address of email")
+    )
+    smtp_host: str = field(default="localhost", metadata=_setting(str, doc="SMTP server"))
+    smtp_port: int = field(default=25, metadata=_setting(int, doc="SMTP port"))
+    ctu_email: str = field(
+        default="ctu@localhost",
+        metadata=_setting(str, doc="the trials unit's address for notifications (unblinding)"),
+    )
 
     @property
     def is_production(self) -> bool:
@@ -164,6 +181,10 @@ class Settings:
             problems.append("session_idle_timeout is longer than session_absolute_timeout")
         if self.lockout_threshold < 1:
             problems.append("lockout_threshold must be at least 1")
+        if self.mail_backend not in MAIL_BACKENDS:
+            problems.append(
+                f"mail_backend is {self.mail_backend!r}: use " + " or ".join(MAIL_BACKENDS)
+            )
         if self.database_role and not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", self.database_role):
             problems.append(
                 "database_role must be a lower-case PostgreSQL role name "

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 from functools import lru_cache
-from typing import Any
+from typing import Any, NoReturn
 
 import argon2
 import pyotp
@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
 from bhp_ctms.accounts.models import LoginAttempt, LoginOutcome, Membership, User
-from bhp_ctms.audit.capture import acting_as, change_reason
+from bhp_ctms.audit.capture import AuditContext, acting_as, change_reason
 from bhp_ctms.audit.services import AuditActor, record_event
 from bhp_ctms.db import utcnow
 from bhp_ctms.encryption import decrypt, encrypt
@@ -48,6 +48,28 @@ _DUMMY_HASH = _password_hasher.hash("not a real password, used for timing only")
 
 class AccountError(ValueError):
     """A request about an account that cannot be carried out; the message says why."""
+
+
+@dataclass(frozen=True)
+class Reauthentication:
+    """What a user typed to prove it is them before a serious act: their password,
+    and their TOTP code if they have a second factor."""
+
+    password: str
+    code: str = ""
+
+
+class ReauthenticationRefused(Exception):
+    """The password or code was not right (``status`` FAILED), or the account is
+    locked (LOCKED, until ``locked_until``); ``field`` names the one at fault."""
+
+    def __init__(
+        self, status: LoginStatus, field: str | None, locked_until: datetime | None = None
+    ) -> None:
+        super().__init__(f"re-authentication refused: {status.value}")
+        self.status = status
+        self.field = field
+        self.locked_until = locked_until
 
 
 @lru_cache(maxsize=1)
@@ -429,6 +451,71 @@ class AccountService:
         with acting_as(self.db, actor), change_reason(self.db, reason):
             user.totp_secret_encrypted = None
             user.totp_last_timecode = None
+
+    def reauthenticate(
+        self,
+        actor: AuditActor,
+        user: User,
+        proof: Reauthentication,
+        *,
+        refused_action: str,
+        context: AuditContext,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """Check that ``user`` is who is logged in before a serious act (a signature,
+        an emergency unblinding): their password, then their TOTP code if they have a
+        second factor. A wrong one counts as a failed log-in attempt towards the
+        account's lock-out, and is recorded as the event ``refused_action`` (e.g.
+        ``signature.refused``) under ``context``, with ``details`` saying what was being
+        done. Raises :class:`ReauthenticationRefused`, naming the field at fault."""
+        refusal = (refused_action, context, details or {})
+        locked_until = self.locked_until(user.username)
+        if locked_until is not None:
+            raise ReauthenticationRefused(LoginStatus.LOCKED, None, locked_until)
+        if not self.verify_password(user, proof.password):
+            self._refused_reauthentication(actor, user, LoginOutcome.BAD_PASSWORD, refusal)
+        if user.has_totp and not self.check_totp(user, proof.code):
+            self._refused_reauthentication(actor, user, LoginOutcome.BAD_SECOND_FACTOR, refusal)
+
+    def _refused_reauthentication(
+        self,
+        actor: AuditActor,
+        user: User,
+        outcome: LoginOutcome,
+        refusal: tuple[str, AuditContext, dict[str, Any]],
+    ) -> NoReturn:
+        action, context, details = refusal
+        self._record_attempt(user.username, user, outcome, actor)
+        record_event(
+            self.db,
+            actor,
+            action,
+            entity_type="user",
+            entity_id=user.id,
+            study_id=context.study_id,
+            site_id=context.site_id,
+            participant_id=context.participant_id,
+            subject_user_id=user.id,
+            details={"username": user.username, "reason": outcome.value, **details},
+        )
+        field = "password" if outcome == LoginOutcome.BAD_PASSWORD else "code"
+        locked_until = self.locked_until(user.username)
+        if locked_until is not None:
+            record_event(
+                self.db,
+                actor,
+                "account.locked",
+                entity_type="user",
+                entity_id=user.id,
+                subject_user_id=user.id,
+                details={
+                    "username": user.username,
+                    "failed_attempts": self.settings.lockout_threshold,
+                    "locked_until": locked_until.isoformat(),
+                },
+            )
+            raise ReauthenticationRefused(LoginStatus.LOCKED, field, locked_until)
+        raise ReauthenticationRefused(LoginStatus.FAILED, field)
 
     def verify_password(self, user: User, password: str) -> bool:
         return _verify_hash(user.password_hash, password)

@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "study",
     "forms",
     "participant",
+    "randomisation",
     "permissions",
     "audit",
     "worker",

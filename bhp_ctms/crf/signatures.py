@@ -18,16 +18,20 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from bhp_ctms.accounts.models import LoginAttempt, LoginOutcome, Membership, User
-from bhp_ctms.accounts.services import AccountService
-from bhp_ctms.audit.capture import acting_as, current_actor
+from bhp_ctms.accounts.models import Membership, User
+from bhp_ctms.accounts.services import (
+    AccountService,
+    LoginStatus,
+    Reauthentication,
+    ReauthenticationRefused,
+)
+from bhp_ctms.audit.capture import AuditContext, acting_as, current_actor
 from bhp_ctms.audit.models import canonical_json
-from bhp_ctms.audit.services import AuditActor, record_event
+from bhp_ctms.audit.services import AuditActor
 from bhp_ctms.crf.definition.model import MISSING_LABELS, FormDefinition, Item
 from bhp_ctms.crf.entry import form_definition
 from bhp_ctms.crf.evaluation import split_path
@@ -337,67 +341,6 @@ def casebook_signing_problem(entries: Sequence[FormEntry]) -> str | None:
 # -- signing ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Reauthentication:
-    """What the signer typed to prove it is them: their password, and their TOTP code
-    if they have a second factor."""
-
-    password: str
-    code: str = ""
-
-
-def _refused_attempt(
-    db: Session,
-    accounts: AccountService,
-    actor: AuditActor,
-    signer: User,
-    participant: Participant,
-    outcome: LoginOutcome,
-    signing: str,
-) -> datetime | None:
-    """Record a failed re-authentication as the log-in page records a failed log-in
-    (it counts towards the lock-out); the time the account is now locked until, if the
-    failure locked it."""
-    db.add(
-        LoginAttempt(
-            username=signer.username,
-            user_id=signer.id,
-            outcome=outcome,
-            attempted_at=accounts.now(),
-            client_addr=actor.client_addr,
-        )
-    )
-    db.flush()
-    record_event(
-        db,
-        actor,
-        "signature.refused",
-        entity_type="user",
-        entity_id=signer.id,
-        study_id=participant.study_id,
-        site_id=participant.site_id,
-        participant_id=participant.id,
-        subject_user_id=signer.id,
-        details={"username": signer.username, "reason": outcome.value, "signing": signing},
-    )
-    locked_until = accounts.locked_until(signer.username)
-    if locked_until is not None:
-        record_event(
-            db,
-            actor,
-            "account.locked",
-            entity_type="user",
-            entity_id=signer.id,
-            subject_user_id=signer.id,
-            details={
-                "username": signer.username,
-                "failed_attempts": accounts.settings.lockout_threshold,
-                "locked_until": locked_until.isoformat(),
-            },
-        )
-    return locked_until
-
-
 def reauthenticate(
     db: Session,
     settings: Settings,
@@ -408,29 +351,27 @@ def reauthenticate(
     participant: Participant,
     signing: str,
 ) -> None:
-    """Check that the signer is who is logged in: their password, then their TOTP code
-    if they have a second factor. Raises :class:`SignatureRefused` otherwise; a wrong
-    password or code counts as a failed log-in attempt."""
-    accounts = AccountService(db, settings)
-    locked_until = accounts.locked_until(signer.username)
-    if locked_until is not None:
-        raise SignatureRefused(LOCKED_ACCOUNT.format(until=ukdate(locked_until, with_time=True)))
-    if not accounts.verify_password(signer, proof.password):
-        locked_until = _refused_attempt(
-            db, accounts, actor, signer, participant, LoginOutcome.BAD_PASSWORD, signing
+    """Check that the signer is who is logged in (see
+    :meth:`AccountService.reauthenticate`). Raises :class:`SignatureRefused` otherwise;
+    a wrong password or code counts as a failed log-in attempt."""
+    context = AuditContext(
+        study_id=participant.study_id, site_id=participant.site_id, participant_id=participant.id
+    )
+    try:
+        AccountService(db, settings).reauthenticate(
+            actor,
+            signer,
+            proof,
+            refused_action="signature.refused",
+            context=context,
+            details={"signing": signing},
         )
-        if locked_until is not None:
-            until = ukdate(locked_until, with_time=True)
-            raise SignatureRefused(LOCKED_ACCOUNT.format(until=until), "password")
-        raise SignatureRefused(BAD_PASSWORD, "password")
-    if signer.has_totp and not accounts.check_totp(signer, proof.code):
-        locked_until = _refused_attempt(
-            db, accounts, actor, signer, participant, LoginOutcome.BAD_SECOND_FACTOR, signing
-        )
-        if locked_until is not None:
-            until = ukdate(locked_until, with_time=True)
-            raise SignatureRefused(LOCKED_ACCOUNT.format(until=until), "code")
-        raise SignatureRefused(BAD_CODE, "code")
+    except ReauthenticationRefused as refusal:
+        if refusal.status == LoginStatus.LOCKED:
+            until = ukdate(refusal.locked_until, with_time=True)
+            raise SignatureRefused(LOCKED_ACCOUNT.format(until=until), refusal.field) from None
+        message = BAD_PASSWORD if refusal.field == "password" else BAD_CODE
+        raise SignatureRefused(message, refusal.field) from None
 
 
 def _already_signed(

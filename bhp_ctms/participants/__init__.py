@@ -12,6 +12,7 @@ def includeme(config: Any) -> None:
     from bhp_ctms.sites.resources import SiteFactory
     from bhp_ctms.studies.resources import StudyFactory
 
+    config.include("bhp_ctms.participants.panels")
     study = "/studies/{code}"
     participant = study + "/participants/{participant}"
     config.add_route("participants", study + "/participants/", factory=StudyFactory)

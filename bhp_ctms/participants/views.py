@@ -34,6 +34,7 @@ from bhp_ctms.participants.models import (
     Participant,
     ParticipantStatus,
 )
+from bhp_ctms.participants.panels import shown_panels
 from bhp_ctms.participants.schedule import participant_schedule
 from bhp_ctms.participants.services import ParticipantError, ParticipantService
 from bhp_ctms.participants.status import manual_transitions
@@ -219,6 +220,7 @@ class ParticipantPageView(_ParticipantViews):
             can_see_identifiers=can_see_identifiers,
             newer_version=self.newer_protocol_version(today),
             identifiers=identifiers,
+            panels=shown_panels(self.request, self.context),
             nhs_number=format_nhs_number(identifiers.nhs_number)
             if identifiers and identifiers.nhs_number
             else "",

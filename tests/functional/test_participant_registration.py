@@ -9,27 +9,24 @@ tests.
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass
 from datetime import date
 
 import pytest
-from pyramid_retry import IRetryableError
 from sqlalchemy import func, select
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from bhp_ctms.accounts.models import User
 from bhp_ctms.audit.models import AuditEvent
 from bhp_ctms.audit.services import AuditActor
-from bhp_ctms.db import create_database_engine
 from bhp_ctms.participants.models import Participant, ParticipantSequence, ParticipantStatus
 from bhp_ctms.participants.services import ParticipantError, ParticipantService
 from bhp_ctms.permissions import Role
 from bhp_ctms.sites.models import Site, SiteStatus
 from bhp_ctms.studies.models import ProtocolVersion, Study, StudyStatus
+from tests.concurrency import committed_engine, retried
 from tests.conftest import make_settings
-from tests.databases import BACKENDS, migrate, throwaway_database
+from tests.databases import BACKENDS
 from tests.factories import (
     MembershipFactory,
     ProtocolVersionFactory,
@@ -301,13 +298,8 @@ def test_a_rolled_back_registration_gives_its_number_back(db_session):
 @pytest.fixture(params=BACKENDS)
 def committed_database(request, tmp_path):
     """A database of its own (an SQLite file, or PostgreSQL) where writers really commit."""
-    with throwaway_database(request.param, tmp_path, "ctms_registration") as url:
-        migrate(url)
-        engine = create_database_engine(url, pool_size=10, max_overflow=50)
-        try:
-            yield engine
-        finally:
-            engine.dispose()
+    with committed_engine(request.param, tmp_path, "ctms_registration") as engine:
+        yield engine
 
 
 def _committed_trial(engine) -> int:
@@ -334,21 +326,6 @@ def _committed_trial(engine) -> int:
         return site.id
 
 
-def _retried(engine, work) -> int:
-    """Run ``work(session)`` in a transaction, again from the start whenever the database
-    reports a transient failure, as pyramid_retry replays a request; returns the attempts."""
-    for attempt in range(1, 201):
-        try:
-            with Session(engine) as session, session.begin():
-                work(session)
-            return attempt
-        except DBAPIError as error:
-            if not IRetryableError.providedBy(error):
-                raise
-            time.sleep(0.002 * attempt)
-    raise AssertionError("still failing after 200 attempts")
-
-
 def test_fifty_concurrent_registrations_get_fifty_consecutive_study_ids(committed_database):
     site_id = _committed_trial(committed_database)
     registrar = AuditActor(user_id=None, name="concurrency test")
@@ -365,7 +342,7 @@ def test_fifty_concurrent_registrations_get_fifty_consecutive_study_ids(committe
     def run() -> None:
         try:
             start.wait()
-            attempts.append(_retried(committed_database, register_one))
+            attempts.append(retried(committed_database, register_one)[1])
         except BaseException as error:  # reported below, with the thread's own failure
             errors.append(error)
 

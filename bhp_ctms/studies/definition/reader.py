@@ -6,7 +6,7 @@ import re
 import string
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import cast, get_args
+from typing import TYPE_CHECKING, cast, get_args
 
 import yaml
 
@@ -35,6 +35,9 @@ from bhp_ctms.studies.definition.model import (
     StudyDefinition,
     StudyStatusValue,
 )
+
+if TYPE_CHECKING:
+    from bhp_ctms.crf.definition.reader import FormSet
 
 STUDY_FILE = "study.yaml"
 FORMS_FOLDER = "forms"
@@ -135,7 +138,7 @@ def check_study(folder: Path) -> list[Problem]:
 def _read(folder: Path) -> tuple[list[Problem], StudyDefinition | None]:
     problems: list[Problem] = []
     study_path = folder / STUDY_FILE
-    forms = _read_forms(folder, problems)
+    forms, form_set = _read_forms(folder, problems)
     reader = NodeReader(study_path, problems)
     definition = None
     if not study_path.is_file():
@@ -143,27 +146,78 @@ def _read(folder: Path) -> tuple[list[Problem], StudyDefinition | None]:
     else:
         _, root = reader.compose()
         if root is not None:
-            definition = _StudyReader(reader, forms).read(root)
+            definition = _StudyReader(reader, forms, form_set).read(root)
     problems.sort(key=lambda p: (str(p.path), p.line or 0, p.column or 0))
     return problems, None if problems else definition
 
 
-def _read_forms(folder: Path, problems: list[Problem]) -> tuple[FormFile, ...] | None:
-    """The study's form files, or None when it has no forms folder (yet); every
-    problem with them, and with ``codelists.yaml``, is noted."""
+def _read_forms(
+    folder: Path, problems: list[Problem]
+) -> tuple[tuple[FormFile, ...] | None, FormSet]:
+    """The study's form files (None when it has no forms folder yet) and the forms read
+    without a problem; every problem with them, and with ``codelists.yaml``, is noted."""
     # Imported here: the form reader builds on this package (its YAML reading and
     # Problem), so this package cannot import it while it is itself being imported.
     from bhp_ctms.crf.definition.reader import read_form_folder
 
-    return read_form_folder(folder, problems, study_folder=True)[1]
+    form_set, files = read_form_folder(folder, problems, study_folder=True)
+    return files, form_set
+
+
+def _node_at(node: yaml.Node, path: Sequence[str | int]) -> yaml.Node:
+    """The deepest node of ``path`` (mapping keys and list indices) that exists."""
+    for part in path:
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            found = next((value for key, value in node.value if key.value == part), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            found = node.value[part] if 0 <= part < len(node.value) else None
+        else:
+            found = None
+        if found is None:
+            return node
+        node = found
+    return node
+
+
+def _factor_item_problem(reference: str, events: tuple[Event, ...], form_set: FormSet) -> str:
+    """Why a factor's ``event/form.item`` cannot give a participant's level; "" if it can."""
+    event_code, _, rest = reference.partition("/")
+    form_code, _, item_code = rest.partition(".")
+    event = next((event for event in events if event.code == event_code), None)
+    if event is None:
+        return f"no event has code {event_code!r}"
+    if form_code not in event.forms:
+        return f"event {event_code!r} has no form {form_code!r}"
+    form = form_set.forms.get(form_code)
+    if form is None:
+        return ""  # the form file's own problems are reported with it
+    if item_code not in {item.code for item in form.items}:
+        return f"form {form_code!r} has no item {item_code!r}"
+    item = form.item(item_code)
+    if form.group_of(item_code) is not None:
+        return f"item {item_code!r} is in a repeating group: a factor needs one value"
+    if not item.choices:
+        return (
+            f"item {item_code!r} is a {item.type} item: a factor needs a single choice or "
+            "yes/no item, whose choices are its levels"
+        )
+    if item.type not in {"single_choice", "yes_no"}:
+        return f"item {item_code!r} is a {item.type} item: a factor needs one choice"
+    return ""
 
 
 class _StudyReader:
     """Reads ``study.yaml``, checking it against itself and the study's form files."""
 
-    def __init__(self, reader: NodeReader, forms: tuple[FormFile, ...] | None) -> None:
+    def __init__(
+        self,
+        reader: NodeReader,
+        forms: tuple[FormFile, ...] | None,
+        form_set: FormSet | None = None,
+    ) -> None:
         self.reader = reader
         self.forms = forms
+        self.form_set = form_set
 
     def read(self, root: yaml.Node) -> StudyDefinition | None:
         r = self.reader
@@ -178,6 +232,9 @@ class _StudyReader:
         randomisation = self._randomisation(top.get("randomisation"))
         if randomisation is not None and len(arms) < 2:
             r.problem(top["randomisation"], "randomisation", "needs at least two arms")
+        events = self._events(top.get("events"))
+        if randomisation is not None and len(arms) >= 2:
+            self._check_scheme(top["randomisation"], randomisation, arms, events)
         baseline = r.choice(
             top.get("schedule_baseline"),
             "schedule_baseline",
@@ -226,7 +283,7 @@ class _StudyReader:
             schedule_baseline=cast(ScheduleBaseline, baseline),
             children=children,
             arms=arms,
-            events=self._events(top.get("events")),
+            events=events,
             criteria=self._criteria(top.get("eligibility")),
             consent=self._consent(top.get("consent"), children),
             randomisation=randomisation,
@@ -425,6 +482,34 @@ class _StudyReader:
         if stratify_by is not None:
             r.texts(stratify_by, "randomisation.stratify_by", "a stratification factor")
         return Randomisation(cast(RandomisationMethod, method), settings)
+
+    def _check_scheme(
+        self,
+        node: yaml.Node,
+        randomisation: Randomisation,
+        arms: tuple[Arm, ...],
+        events: tuple[Event, ...],
+    ) -> None:
+        """The method's settings (block sizes, factors, ...), each problem at its line;
+        and each factor read from a CRF names a choice item of a form of its event."""
+        from bhp_ctms.randomisation.methods.scheme import read_scheme
+
+        scheme, problems = read_scheme(
+            randomisation.method, randomisation.settings, [(arm.code, arm.ratio) for arm in arms]
+        )
+        for problem in problems:
+            where = ".".join(["randomisation", *(str(part) for part in problem.path)])
+            self.reader.problem(_node_at(node, problem.path), where, problem.message)
+        if scheme is None or self.form_set is None:
+            return
+        for index, factor in enumerate(scheme.factors):
+            if not factor.item:
+                continue
+            at = _node_at(node, ("factors", index, "item"))
+            where = f"randomisation.factors[{index}].item"
+            message = _factor_item_problem(factor.item, events, self.form_set)
+            if message:
+                self.reader.problem(at, where, message)
 
     def _participant_id_pattern(self, node: yaml.Node | None) -> str:
         where = "participant_id_pattern"
