@@ -31,6 +31,7 @@ import functools
 import logging
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import celery
@@ -165,6 +166,12 @@ class Task(celery.Task):
 
 def create_celery_app(settings: Settings, registry: Registry) -> CeleryApp:
     """Build the Celery application for these settings (not yet finalised)."""
+    # An SQLite broker or result store (development) lives in a file whose folder may
+    # not exist yet: without it, a message sent after a commit would be lost.
+    for url in (settings.broker_url, settings.result_backend):
+        for prefix in ("sqla+sqlite:///", "db+sqlite:///"):
+            if url and url.startswith(prefix):
+                Path(url.removeprefix(prefix)).parent.mkdir(parents=True, exist_ok=True)
     app = CeleryApp("bhp_ctms", task_cls=Task, set_as_current=False, autofinalize=False)
     app.registry = registry
     app.conf.update(

@@ -51,6 +51,9 @@ def study_and_site_ids(
 def command_transaction(context: CommandContext) -> Iterator[Any]:
     """Yield a request whose ``db`` commits when the block ends without error."""
     request = context.env["request"]
+    actor = cli_actor()
+    # Tasks the command enqueues act for the operator too.
+    request.set_property(lambda _request: actor, name="audit_actor", reify=True)
     with request.tm:
-        use_actor(request.db, cli_actor())
+        use_actor(request.db, actor)
         yield request

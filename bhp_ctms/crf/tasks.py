@@ -2,25 +2,31 @@
 form version's edit checks by a worker, raising system queries for new failures and
 closing those whose check now passes.
 
-A run is requested from its page by a data manager, or after a study load that
-changed forms (:func:`enqueue_data_quality_run`). Its progress and result are kept
-in the study's audit trail, as events of the entity ``data_quality_run`` (requested,
-started, finished or failed, the counts in the finished event's details), beside the
-queries it raised and closed: who asked for it, when, and what it did stay on
-record with the data it touched.
+A run is requested from its page by a data manager, and by itself
+(:func:`enqueue_data_quality_run`) when a new protocol version of a study with data
+is loaded (:func:`recheck_after_load`), whether by ``ctms study load``, ``ctms demo``
+or otherwise, and when a participant is moved to a newer protocol version
+(:func:`recheck_after_migration`: that participant's entries only). The loading and
+migration services notify their events through the request their session belongs
+to; the runs are sent to the workers once that transaction commits, from a command
+as from a page. Its progress and result are kept in the study's audit trail, as
+events of the entity ``data_quality_run`` (requested, started, finished or failed,
+the counts in the finished event's details), beside the queries it raised and
+closed: who asked for it, when, and what it did stay on record with the data it
+touched.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, selectinload
 
 from bhp_ctms.audit.capture import current_actor
@@ -30,7 +36,9 @@ from bhp_ctms.crf.entry import context_values, form_definition, stored_values
 from bhp_ctms.crf.evaluation import evaluate_entry
 from bhp_ctms.crf.models import FormEntry, FormStatus
 from bhp_ctms.crf.queries import synchronise_system_queries, system_queries_of
+from bhp_ctms.participants.migration import ParticipantsMigrated
 from bhp_ctms.participants.models import Participant
+from bhp_ctms.studies.loading import StudyVersionLoaded
 from bhp_ctms.tasks import is_transient_error, task
 
 log = logging.getLogger(__name__)
@@ -50,13 +58,18 @@ class RunTrigger(StrEnum):
     """Why a run was asked for."""
 
     REQUESTED = "requested"
+    # Runs recorded before protocol versions were loaded as such keep this trigger.
     FORMS_LOADED = "forms_loaded"
+    PROTOCOL_LOADED = "protocol_loaded"
+    PARTICIPANTS_MIGRATED = "participants_migrated"
 
     @property
     def label(self) -> str:
         return {
             "requested": "Asked for on this page",
             "forms_loaded": "The study's forms were loaded",
+            "protocol_loaded": "A new protocol version was loaded",
+            "participants_migrated": "A participant was moved to a newer protocol version",
         }[self.value]
 
 
@@ -83,25 +96,22 @@ def run_data_quality(
     db: Session,
     study_id: int,
     *,
+    participant_ids: Sequence[int] | None = None,
     after_batch: Callable[[], None] | None = None,
     today: date | None = None,
 ) -> RunSummary:
-    """Re-check every form entry of a study against the edit checks of its form
-    version, with its data as they stand now (other forms' values included): raise a
-    system query for each soft failure that has none, and close each system query
-    whose check now passes (see :func:`bhp_ctms.crf.queries.sync_system_queries`).
-    Locked entries are left alone: their data can no longer change. Idempotent: a
-    second run raises and closes nothing.
+    """Re-check every form entry of a study (or of ``participant_ids`` in it) against
+    the edit checks of its form version, with its data as they stand now (other
+    forms' values included): raise a system query for each soft failure that has
+    none, and close each system query whose check now passes (see
+    :func:`bhp_ctms.crf.queries.sync_system_queries`). Locked entries are left alone:
+    their data can no longer change. Idempotent: a second run raises and closes
+    nothing.
 
     ``after_batch`` is called after each batch of entries (the task commits there).
     """
     entry_ids = list(
-        db.scalars(
-            select(FormEntry.id)
-            .join(Participant, FormEntry.participant_id == Participant.id)
-            .where(Participant.study_id == study_id, FormEntry.status != FormStatus.LOCKED)
-            .order_by(FormEntry.id)
-        )
+        db.scalars(_entries_to_check(study_id, participant_ids).order_by(FormEntry.id))
     )
     summary = RunSummary()
     for start in range(0, len(entry_ids), DATA_QUALITY_BATCH):
@@ -111,6 +121,19 @@ def run_data_quality(
         if after_batch is not None:
             after_batch()
     return summary
+
+
+def _entries_to_check(study_id: int, participant_ids: Sequence[int] | None) -> Select[int]:
+    """The ids of the entries a run checks: those not locked, of the study or of some
+    of its participants."""
+    statement = (
+        select(FormEntry.id)
+        .join(Participant, FormEntry.participant_id == Participant.id)
+        .where(Participant.study_id == study_id, FormEntry.status != FormStatus.LOCKED)
+    )
+    if participant_ids is not None:
+        statement = statement.where(Participant.id.in_(participant_ids))
+    return statement
 
 
 def _recheck(
@@ -150,12 +173,26 @@ def _recheck(
 
 
 def enqueue_data_quality_run(
-    request: Any, study_id: int, *, trigger: RunTrigger = RunTrigger.FORMS_LOADED
+    request: Any,
+    study_id: int,
+    *,
+    trigger: RunTrigger = RunTrigger.PROTOCOL_LOADED,
+    version: str = "",
+    participants: Mapping[int, str] | None = None,
 ) -> str:
     """Ask a worker for a data-quality run of a study once this request's transaction
     commits (nothing is sent if it aborts); returns the run's id. The request is
-    recorded at once, so the run's page shows it queued."""
+    recorded at once, so the run's page shows it queued, with the protocol version
+    label that led to it (``version``) if any.
+
+    ``participants`` (their study IDs by id) limits the run to their entries.
+    """
     run_id = uuid.uuid4().hex
+    details: dict[str, Any] = {"trigger": trigger.value}
+    if version:
+        details["version"] = version
+    if participants is not None:
+        details["participants"] = sorted(participants.values())
     record_event(
         request.db,
         current_actor(request.db),
@@ -163,10 +200,45 @@ def enqueue_data_quality_run(
         entity_type=RUN_ENTITY,
         entity_id=run_id,
         study_id=study_id,
-        details={"trigger": trigger.value},
+        details=details,
     )
-    request.enqueue(run_data_quality_task, study_id, run_id)
+    if participants is None:
+        request.enqueue(run_data_quality_task, study_id, run_id)
+    else:
+        request.enqueue(run_data_quality_task, study_id, run_id, sorted(participants))
     return run_id
+
+
+def _anything_to_check(db: Session, study_id: int, participant_ids: Sequence[int] | None) -> bool:
+    return db.scalar(_entries_to_check(study_id, participant_ids).limit(1)) is not None
+
+
+def recheck_after_load(event: StudyVersionLoaded) -> None:
+    """A new protocol version of a study: re-check the data stored (a new version of
+    a form, or of an entry's context, may change what its checks find). A study with
+    no form entered yet, such as one just created, has nothing to check: no run."""
+    if event.created_study or not _anything_to_check(event.request.db, event.study_id, None):
+        return
+    enqueue_data_quality_run(
+        event.request,
+        event.study_id,
+        trigger=RunTrigger.PROTOCOL_LOADED,
+        version=event.version_label,
+    )
+
+
+def recheck_after_migration(event: ParticipantsMigrated) -> None:
+    """Participants moved to a newer protocol version: re-check their entries (none
+    entered: no run)."""
+    if not _anything_to_check(event.request.db, event.study_id, event.participant_ids):
+        return
+    enqueue_data_quality_run(
+        event.request,
+        event.study_id,
+        trigger=RunTrigger.PARTICIPANTS_MIGRATED,
+        version=event.version_label,
+        participants=dict(zip(event.participant_ids, event.participant_codes, strict=True)),
+    )
 
 
 def _record(
@@ -184,8 +256,11 @@ def _record(
 
 
 @task()
-def run_data_quality_task(request: Any, study_id: int, run_id: str) -> dict[str, int] | None:
-    """A worker's data-quality run of a study; returns its counts (None if it failed).
+def run_data_quality_task(
+    request: Any, study_id: int, run_id: str, participant_ids: list[int] | None = None
+) -> dict[str, int] | None:
+    """A worker's data-quality run of a study (of ``participant_ids`` only, if given);
+    returns its counts (None if it failed).
 
     Idempotent under redelivery: a run already finished is not done again, and one
     left unfinished by a worker that died is simply run again (the run itself raises
@@ -208,7 +283,9 @@ def run_data_quality_task(request: Any, study_id: int, run_id: str) -> dict[str,
         request.tm.begin()
 
     try:
-        summary = run_data_quality(request.db, study_id, after_batch=commit_batch)
+        summary = run_data_quality(
+            request.db, study_id, participant_ids=participant_ids, after_batch=commit_batch
+        )
     except Exception as error:
         if is_transient_error(error):
             raise
@@ -246,6 +323,10 @@ class DataQualityRun:
     requested_at: datetime
     requested_by: str
     trigger: str
+    # The protocol version label that led to the run, and the study IDs of the
+    # participants it was limited to (none: every participant).
+    version: str = ""
+    participants: tuple[str, ...] = ()
     status: RunStatus = RunStatus.QUEUED
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -254,6 +335,13 @@ class DataQualityRun:
 
     @property
     def trigger_label(self) -> str:
+        """Why the run was made, in a sentence."""
+        if self.trigger == RunTrigger.PROTOCOL_LOADED and self.version:
+            return f"Protocol version {self.version} was loaded"
+        if self.trigger == RunTrigger.PARTICIPANTS_MIGRATED and self.participants:
+            moved = ", ".join(self.participants)
+            to = f"protocol version {self.version}" if self.version else "a newer protocol version"
+            return f"{moved} moved to {to} (their forms only)"
         try:
             return RunTrigger(self.trigger).label
         except ValueError:
@@ -274,6 +362,8 @@ def _runs(events: Sequence[AuditEvent]) -> dict[str, DataQualityRun]:
                 requested_at=event.occurred_at,
                 requested_by=event.actor_name,
                 trigger=str(details.get("trigger", "")),
+                version=str(details.get("version", "")),
+                participants=tuple(str(code) for code in details.get("participants", ())),
             )
             continue
         run = runs.get(event.entity_id)

@@ -6,7 +6,9 @@ participant to the new version is a separate step, one participant at a time: fi
 plan (a dry run) lists each recorded visit that moves and each that cannot; only a
 plan with nothing blocked can be applied, so no value is ever dropped silently. The
 move is audited with its reason. Consent records and eligibility assessments stay on
-the version they were made on: they record what happened under it.
+the version they were made on: they record what happened under it. Once moved,
+:class:`ParticipantsMigrated` is notified to the application's subscribers (the eCRF
+domain asks for a data-quality run of the participant's stored data).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -62,6 +65,24 @@ class MigrationPlan:
     @property
     def can_apply(self) -> bool:
         return not self.blocked
+
+
+@dataclass(frozen=True)
+class ParticipantsMigrated:
+    """Participants of a study have been moved to the protocol version ``version_id``.
+
+    Notified with the application registry of the request whose session moved them
+    (``request``: a web request or a command's), inside its transaction: what a
+    subscriber writes commits or aborts with the move, and work for later goes
+    through ``request.enqueue``, sent only once the move has committed.
+    """
+
+    request: Any
+    study_id: int
+    version_id: int
+    version_label: str
+    participant_ids: tuple[int, ...]
+    participant_codes: tuple[str, ...]
 
 
 def _recorded(visit: Visit) -> str:
@@ -154,7 +175,8 @@ def apply_migration(
 
     Refuses (:class:`MigrationError`) without a reason or when the plan is blocked;
     otherwise every visit and the participant are moved together, each change audited
-    with the reason. Returns the plan that was applied.
+    with the reason, and :class:`ParticipantsMigrated` is notified on behalf of
+    ``actor``. Returns the plan that was applied.
     """
     if not reason.strip():
         raise MigrationError(
@@ -172,6 +194,21 @@ def apply_migration(
         if participant.protocol_version_id != target.id:
             participant.protocol_version_id = target.id
     db.expire(participant, ["protocol_version"])
+    # A session made outside the application (a script's, a test's) belongs to no
+    # request, and has no subscribers to tell.
+    request = db.info.get("request")
+    if request is not None:
+        with acting_as(db, actor):
+            request.registry.notify(
+                ParticipantsMigrated(
+                    request,
+                    participant.study_id,
+                    target.id,
+                    target.label,
+                    (participant.id,),
+                    (participant.code,),
+                )
+            )
     return plan
 
 

@@ -1,5 +1,6 @@
 """The worklists' pages: the participant list, the screening log, the study dashboard,
-and each site's participant grid and dashboard.
+and each site's participant grid and dashboard (with the counts other domains keep
+for each participant, such as open queries, that the user may see).
 
 Filters come by GET, so a filtered list can be bookmarked and shared; a value that
 cannot be used is shown beside its field (400), with everything typed kept. Their
@@ -23,8 +24,10 @@ from bhp_ctms.participants.worklists import (
     CELL_ABBREVIATIONS,
     DUE_SOON_DAYS,
     NOT_IN_VERSION,
+    ParticipantCounts,
     cell_class,
     participant_list,
+    registered_counts,
     screening_log,
     site_dashboard,
     site_grid,
@@ -121,6 +124,22 @@ class SiteWorklistViews(WorklistViews):
     def page(self, **values: Any) -> dict[str, Any]:
         return super().page(site=self.site, **values)
 
+    def visible_counts(self) -> list[tuple[ParticipantCounts, str]]:
+        """The counts other domains keep (open queries...) that the user may see at
+        this site, each with the link to the site's page of them."""
+        return [
+            (
+                counts,
+                str(
+                    self.request.route_path(
+                        counts.route_name, code=self.study.code, site=self.site.code
+                    )
+                ),
+            )
+            for counts in registered_counts(self.request.registry)
+            if self.request.has_permission(counts.permission)
+        ]
+
 
 @view_defaults(
     route_name="participants",
@@ -188,6 +207,7 @@ class SiteGridViews(SiteWorklistViews):
             status=form.chosen_status,
             overdue_only=bool(form.overdue.data),
             today=self.today,
+            counts=self.visible_counts(),
         )
         legend = [(state, CELL_ABBREVIATIONS[state], cell_class(state)) for state in VisitState]
         return self.filtered(
@@ -209,7 +229,9 @@ class SiteDashboardViews(SiteWorklistViews):
     @view_config(request_method="GET")
     def show(self) -> dict[str, Any]:
         return self.page(
-            dashboard=site_dashboard(self.request.db, self.scope, self.site, self.today),
+            dashboard=site_dashboard(
+                self.request.db, self.scope, self.site, self.today, self.visible_counts()
+            ),
             due_soon_days=DUE_SOON_DAYS,
             can_register=self.request.has_permission(Permissions.PARTICIPANTS_REGISTER),
         )

@@ -6,6 +6,11 @@ changed definition is an amendment: a new protocol version with its own label,
 effective date and summary, beside the versions before it, so that data entered on
 an earlier version stays on it. Everything is written through the ORM inside the
 caller's transaction, so the audit capture records every value created or changed.
+
+Once a version has been added, :class:`StudyVersionLoaded` is notified to the
+application's subscribers (the eCRF domain asks for a data-quality run of the data
+already stored), whoever loads it: ``ctms study load``, ``ctms demo``, or any caller
+whose session belongs to a request of the application.
 """
 
 from __future__ import annotations
@@ -121,6 +126,24 @@ def protocol_changes(old: StudyDefinition, new: StudyDefinition) -> list[Definit
     ]
 
 
+@dataclass(frozen=True)
+class StudyVersionLoaded:
+    """A protocol version of a study has been loaded (``created_study``: with the study
+    itself, which has no data yet).
+
+    Notified with the application registry of the request whose session loaded it
+    (``request``: a web request, a command's or a task's), inside its transaction:
+    what a subscriber writes commits or aborts with the load, and work for later
+    goes through ``request.enqueue``, sent only once the load has committed.
+    """
+
+    request: Any
+    study_id: int
+    version_id: int
+    version_label: str
+    created_study: bool
+
+
 def load_study(db: Session, actor: AuditActor, folder: Path) -> LoadResult:
     """Load the study definition in ``folder``: a new study, an amendment, or nothing new.
 
@@ -128,52 +151,71 @@ def load_study(db: Session, actor: AuditActor, folder: Path) -> LoadResult:
     problems, or when its definition cannot be the study's next protocol version (a
     label already used, an effective date before the latest version's, no amendment
     summary). The study's status is never changed by a reload: the file's status only
-    seeds a new study.
+    seeds a new study. When a version was added, :class:`StudyVersionLoaded` is
+    notified, on behalf of ``actor``.
     """
+    with acting_as(db, actor):
+        result = _load(db, folder)
+        # A session made outside the application (a script's, a test's) belongs to no
+        # request, and has no subscribers to tell.
+        request = db.info.get("request")
+        if result.new_version and request is not None:
+            request.registry.notify(
+                StudyVersionLoaded(
+                    request,
+                    result.study.id,
+                    result.version.id,
+                    result.version.label,
+                    result.created_study,
+                )
+            )
+    return result
+
+
+def _load(db: Session, folder: Path) -> LoadResult:
     definition = read_study(folder)
     data = definition.to_json()
     sha256 = definition_sha256(data)
-    with acting_as(db, actor):
-        study = find_study(db, definition.code)
-        if study is None:
-            study = _create_study(db, definition)
-            version = _add_version(db, study, 1, definition, data, sha256)
-            store_form_versions(db, study.id, folder, definition.forms)
-            _seed_sites(db, study, definition)
-            return LoadResult(study, version, True, True, [], definition)
-        versions = protocol_versions(db, study.id)
-        if not versions:
-            # A study created before protocol versions were kept (an older demo).
-            _update_study(study, definition)
-            version = _add_version(db, study, 1, definition, data, sha256)
-            store_form_versions(db, study.id, folder, definition.forms)
-            _seed_sites(db, study, definition)
-            return LoadResult(study, version, False, True, [], definition)
-        latest = versions[-1]
-        if latest.definition_sha256 == sha256:
-            _update_study(study, definition)
-            return LoadResult(study, latest, False, False, [], definition)
-        changes = protocol_changes(StudyDefinition.from_json(latest.definition), definition)
-        if not changes:
-            # Only the seeds differ (sites, demo users, initial status): nothing to amend.
-            _update_study(study, definition)
-            return LoadResult(study, latest, False, False, [], definition)
-        _check_amendment(folder, definition, versions, sha256)
-        if study.status in {StudyStatus.LOCKED, StudyStatus.ARCHIVED}:
-            # Its data are final: a new protocol version would change what they mean.
-            raise DefinitionError(
-                [
-                    _KeyLocator(folder / STUDY_FILE).problem(
-                        "protocol_version",
-                        f"{definition.code} is {study.status.label.lower()}: "
-                        "no amendment can be loaded",
-                    )
-                ]
-            )
-        _update_study(study, definition)
-        version = _add_version(db, study, latest.number + 1, definition, data, sha256)
+    study = find_study(db, definition.code)
+    if study is None:
+        study = _create_study(db, definition)
+        version = _add_version(db, study, 1, definition, data, sha256)
         store_form_versions(db, study.id, folder, definition.forms)
-        return LoadResult(study, version, False, True, changes, definition)
+        _seed_sites(db, study, definition)
+        return LoadResult(study, version, True, True, [], definition)
+    versions = protocol_versions(db, study.id)
+    if not versions:
+        # A study created before protocol versions were kept (an older demo).
+        _update_study(study, definition)
+        version = _add_version(db, study, 1, definition, data, sha256)
+        store_form_versions(db, study.id, folder, definition.forms)
+        _seed_sites(db, study, definition)
+        return LoadResult(study, version, False, True, [], definition)
+    latest = versions[-1]
+    if latest.definition_sha256 == sha256:
+        _update_study(study, definition)
+        return LoadResult(study, latest, False, False, [], definition)
+    changes = protocol_changes(StudyDefinition.from_json(latest.definition), definition)
+    if not changes:
+        # Only the seeds differ (sites, demo users, initial status): nothing to amend.
+        _update_study(study, definition)
+        return LoadResult(study, latest, False, False, [], definition)
+    _check_amendment(folder, definition, versions, sha256)
+    if study.status in {StudyStatus.LOCKED, StudyStatus.ARCHIVED}:
+        # Its data are final: a new protocol version would change what they mean.
+        raise DefinitionError(
+            [
+                _KeyLocator(folder / STUDY_FILE).problem(
+                    "protocol_version",
+                    f"{definition.code} is {study.status.label.lower()}: "
+                    "no amendment can be loaded",
+                )
+            ]
+        )
+    _update_study(study, definition)
+    version = _add_version(db, study, latest.number + 1, definition, data, sha256)
+    store_form_versions(db, study.id, folder, definition.forms)
+    return LoadResult(study, version, False, True, changes, definition)
 
 
 def store_form_versions(

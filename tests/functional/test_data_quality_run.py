@@ -1,32 +1,52 @@
 """The data-quality run: a data manager starts it from its page, a worker (eager in
 tests) re-checks every stored form entry with its form version's edit checks, raising
 queries for new failures and closing system queries that now pass; it is idempotent,
-recorded in the audit trail, and shown on its page."""
+recorded in the audit trail, and shown on its page. It also runs by itself when a new
+protocol version of a study with data is loaded (``ctms study load``), and for a
+participant's forms when they are moved to a newer protocol version (from their page
+or with ``ctms participant migrate``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 import time_machine
 from sqlalchemy import select
+from sqlalchemy.orm import Session
+from webtest import TestApp
 
+from bhp_ctms.audit.capture import use_actor
 from bhp_ctms.audit.models import AuditEvent
 from bhp_ctms.audit.services import AuditActor, record_event
+from bhp_ctms.cli._transaction import cli_actor
+from bhp_ctms.config import configure
 from bhp_ctms.crf.definition.model import Range
 from bhp_ctms.crf.evaluation import CheckFailure
-from bhp_ctms.crf.models import FormEntry, FormStatus, Query, QueryOrigin, QueryStatus
+from bhp_ctms.crf.models import (
+    FormEntry,
+    FormStatus,
+    FormVersion,
+    ItemValue,
+    Query,
+    QueryOrigin,
+    QueryStatus,
+)
 from bhp_ctms.crf.queries import SYSTEM_CLOSING_TEXT, raise_query, sync_system_queries
 from bhp_ctms.crf.tasks import (
     REQUESTED,
     RUN_ENTITY,
     RunSummary,
+    recent_runs,
     run_data_quality,
     run_data_quality_task,
 )
+from bhp_ctms.db import create_database_engine
+from bhp_ctms.participants.models import Participant
 from bhp_ctms.permissions import Role
 from bhp_ctms.tasks import find_task
+from tests.conftest import make_settings
 from tests.factories import ParticipantFactory
 from tests.factories.crf import (
     DBP_BELOW_SBP,
@@ -44,6 +64,12 @@ from tests.functional.test_participant_registration import (
     shown,
     staff,
 )
+from tests.functional.test_protocol_migration import REASON, _demo_with_amendment
+from tests.functional.test_study_cli import deployment, register, run
+from tests.functional.test_study_loading import amended_folder
+
+# A fixture of test_study_cli (a fresh deployment driven through ``ctms``), used by name.
+__all__ = ["deployment"]
 
 PAGE = f"{STUDY}/data-quality"
 
@@ -322,3 +348,142 @@ def test_a_run_lost_for_over_an_hour_no_longer_blocks_a_new_one(app, db_session,
 
     assert "Refresh" not in page.headers
     assert newest_run(page)["status"] == "Finished"
+
+
+# -- runs that start by themselves ------------------------------------------------------------
+
+
+def runs_shown(page) -> list[dict[str, str]]:
+    """Each run on the page, newest first: why, by whom, and what it did."""
+    rows = page.html.find("table", {"data-testid": "runs"}).find("tbody").find_all("tr")
+    found = []
+    for row in rows:
+        cells = row.find_all("td")
+        found.append(
+            {
+                "why": cells[1].get_text(" ", strip=True).removeprefix("Why "),
+                "by": cells[0].find(class_="nhsuk-body-s").get_text(strip=True),
+                **{
+                    name: element.get_text(strip=True) if element is not None else ""
+                    for name in ("status", "entries-checked", "queries-raised", "queries-closed")
+                    for element in [row.find(attrs={"data-testid": name})]
+                },
+            }
+        )
+    return found
+
+
+def test_a_participant_moved_to_a_newer_version_has_their_forms_checked_again(
+    app, db_session, tmp_path
+):
+    participant, first, _ = _demo_with_amendment(db_session, tmp_path)
+    # Loaded by a session of no request (as a script would): nothing was asked for.
+    assert recent_runs(db_session, participant.study_id) == []
+    version = store_form_version(participant.study_id)
+    form_entry(participant, version, {"weight": "35"}, status=FormStatus.COMPLETE)
+    bystander = ParticipantFactory(site=participant.site, protocol_version=first)
+    form_entry(bystander, version, {"weight": "30"}, status=FormStatus.COMPLETE)
+    login(app, "datamanager")
+    path = f"/studies/DEMO/participants/{participant.code}/protocol"
+    form = form_posting_to(app.get(path), path)
+    form["reason"] = REASON
+
+    form.submit(status=303)
+
+    page = app.get("/studies/DEMO/data-quality")
+    assert runs_shown(page) == [
+        {
+            "why": f"{participant.code} moved to protocol version 2.0 (their forms only)",
+            "by": "by Dara Manager",
+            "status": "Finished",
+            "entries-checked": "1",
+            "queries-raised": "1",
+            "queries-closed": "0",
+        }
+    ]
+    raised = db_session.scalars(select(Query)).one()
+    assert (raised.check, raised.entry.participant_id) == ("soft_range:weight", participant.id)
+
+
+def test_a_move_refused_or_of_a_participant_with_no_forms_asks_for_no_run(
+    app, db_session, tmp_path
+):
+    participant, _, _ = _demo_with_amendment(db_session, tmp_path)
+    login(app, "datamanager")
+    path = f"/studies/DEMO/participants/{participant.code}/protocol"
+
+    form_posting_to(app.get(path), path).submit(status=400)
+    form = form_posting_to(app.get(path), path)
+    form["reason"] = REASON
+    form.submit(status=303)
+
+    db_session.refresh(participant)
+    assert participant.protocol_version.label == "2.0"
+    assert recent_runs(db_session, participant.study_id) == []
+    assert "No data-quality run has been made" in app.get("/studies/DEMO/data-quality").text
+
+
+def enter_vitals(url: str, participant_code: str, weight: str) -> None:
+    """A complete vital signs form (the demo's) of a participant, straight into a
+    deployment's database, as if entered before its edit checks were what they are."""
+    engine = create_database_engine(url)
+    try:
+        with Session(engine) as db:
+            use_actor(db, AuditActor.system("test set-up"))
+            participant = db.scalars(
+                select(Participant).where(Participant.code == participant_code)
+            ).one()
+            version = db.scalars(
+                select(FormVersion).where(
+                    FormVersion.study_id == participant.study_id, FormVersion.form_code == "vitals"
+                )
+            ).one()
+            entry = FormEntry(
+                participant=participant,
+                event_code="baseline",
+                event_instance=1,
+                form_code="vitals",
+                form_version=version,
+                status=FormStatus.IN_PROGRESS,
+            )
+            for path, value in {"measured": "1", "weight": weight}.items():
+                entry.values.append(ItemValue(item_path=path, value=value))
+            db.add(entry)
+            db.flush()
+            entry.status = FormStatus.COMPLETE
+            db.commit()
+    finally:
+        engine.dispose()
+
+
+def test_ctms_study_load_and_participant_migrate_check_the_stored_data_again(
+    deployment, tmp_path, monkeypatch
+):
+    ini, url = deployment
+    # A worker in the same process, as the tests' application has.
+    monkeypatch.setenv("BHP_CTMS_TASK_ALWAYS_EAGER", "true")
+    assert run(ini, "demo").exit_code == 0
+    heavy = register(url, "NTH", ("screening", date(2026, 1, 20)))
+    light = register(url, "NTH", ("screening", date(2026, 1, 21)))
+    enter_vitals(url, heavy, "170")
+    enter_vitals(url, light, "35")
+
+    loaded = run(ini, "study", "load", amended_folder(tmp_path))
+    assert loaded.exit_code == 0, loaded.output
+    migrate = ("participant", "migrate", "--study", "DEMO", "--to", "2.0", "--participant")
+    moved = run(ini, *migrate, light, "--apply", "--reason", REASON)
+    assert moved.exit_code == 0, moved.output
+
+    app = TestApp(configure({"bhp_ctms": make_settings(url)}).make_wsgi_app())
+    login(app, "datamanager", "lighthouse-cabbage-origami")
+    page = app.get("/studies/DEMO/data-quality")
+    shown_runs = runs_shown(page)
+    # Loading the study the first time (ctms demo) had nothing stored to check.
+    assert [run["why"] for run in shown_runs] == [
+        f"{light} moved to protocol version 2.0 (their forms only)",
+        "Protocol version 2.0 was loaded",
+    ]
+    assert {run["by"] for run in shown_runs} == {f"by {cli_actor().name}"}
+    assert [
+        (run["status"], run["entries-checked"], run["queries-raised"]) for run in shown_runs
+    ] == [("Finished", "1", "0"), ("Finished", "2", "2")]

@@ -9,12 +9,21 @@ their visits and the study's protocol versions; never one query per participant.
 The package's modules: ``schedules`` loads many participants' schedules at once
 (:func:`load_schedules`); ``grid`` makes the site's participant grid
 (:func:`site_grid`); ``dashboards`` the site's and the study's dashboards;
-``lists`` the participant list and the screening log. Import from this package, not
-from its modules.
+``lists`` the participant list and the screening log; ``counts`` the counts other
+domains keep for each participant (open queries...), which they register with
+:func:`add_participant_counts` and the grid and the site dashboard show. Import from
+this package, not from its modules.
 """
 
 from __future__ import annotations
 
+from bhp_ctms.participants.worklists.counts import (
+    CountColumn,
+    ParticipantCounts,
+    add_participant_counts,
+    count_columns,
+    registered_counts,
+)
 from bhp_ctms.participants.worklists.dashboards import (
     DUE_SOON_DAYS,
     DueVisit,
@@ -60,6 +69,7 @@ from bhp_ctms.participants.worklists.schedules import (
     VISIT_COLUMNS,
     Schedules,
     load_schedules,
+    participant_ids,
 )
 
 __all__ = [
@@ -71,11 +81,13 @@ __all__ = [
     "VISIT_BATCH",
     "VISIT_COLUMNS",
     "CellKey",
+    "CountColumn",
     "DueVisit",
     "Grid",
     "GridCell",
     "GridRow",
     "OverdueVisit",
+    "ParticipantCounts",
     "ParticipantListing",
     "ParticipantSchedules",
     "Recruitment",
@@ -87,13 +99,17 @@ __all__ = [
     "SiteDashboard",
     "SiteRow",
     "StudyDashboard",
+    "add_participant_counts",
     "cell_class",
     "cell_key",
+    "count_columns",
     "grid_cell",
     "load_schedules",
     "overdue_visits",
+    "participant_ids",
     "participant_list",
     "percentage",
+    "registered_counts",
     "schedule_columns",
     "screening_log",
     "screening_outcome",

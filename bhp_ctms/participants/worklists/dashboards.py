@@ -1,12 +1,13 @@
-"""The dashboards: a site's recruitment, participants by status, overdue visits and
-visits due soon; and the study's, one row per site across the sites a scope holds.
+"""The dashboards: a site's recruitment, participants by status, the counts other
+domains keep (open queries...), overdue visits and visits due soon; and the
+study's, one row per site across the sites a scope holds.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from sqlalchemy import func, select
@@ -19,7 +20,8 @@ from bhp_ctms.participants.models import (
     ParticipantStatus,
 )
 from bhp_ctms.participants.schedule import ScheduledVisit, VisitState
-from bhp_ctms.participants.worklists.schedules import load_schedules
+from bhp_ctms.participants.worklists.counts import CountColumn, ParticipantCounts, count_columns
+from bhp_ctms.participants.worklists.schedules import load_schedules, participant_ids
 from bhp_ctms.sites.models import Site
 from bhp_ctms.sites.services import SiteScope, visible_sites
 from bhp_ctms.studies.models import Study
@@ -125,6 +127,8 @@ class SiteDashboard:
     by_status: list[tuple[ParticipantStatus, int]]
     overdue: list[OverdueVisit]
     due_soon: list[DueVisit]
+    # The counts other domains keep, for the site's participants (their totals).
+    counts: list[CountColumn] = field(default_factory=list)
 
 
 def _status_counts(participants: Iterable[Participant]) -> list[tuple[ParticipantStatus, int]]:
@@ -132,9 +136,17 @@ def _status_counts(participants: Iterable[Participant]) -> list[tuple[Participan
     return [(status, counts[status]) for status in ParticipantStatus if counts[status]]
 
 
-def site_dashboard(db: Session, scope: SiteScope, site: Site, today: date) -> SiteDashboard:
+def site_dashboard(
+    db: Session,
+    scope: SiteScope,
+    site: Site,
+    today: date,
+    counts: Sequence[tuple[ParticipantCounts, str]] = (),
+) -> SiteDashboard:
     """Recruitment against the site's target, participants by status, overdue visits
-    and the visits due in the next two weeks; read through the user's ``scope``."""
+    and the visits due in the next two weeks; read through the user's ``scope``.
+    ``counts`` are the counts other domains keep (open queries...) to total over the
+    site's participants, each with the link to the site's page of them."""
     consented = db.scalar(
         scope.apply(
             select(func.count(func.distinct(ConsentRecord.participant_id)))
@@ -157,6 +169,7 @@ def site_dashboard(db: Session, scope: SiteScope, site: Site, today: date) -> Si
         by_status=_status_counts(loaded.participants),
         overdue=overdue_visits(schedules, today),
         due_soon=visits_due_soon(schedules, today),
+        counts=count_columns(db, counts, participant_ids(scope, site.study_id, site_id=site.id)),
     )
 
 

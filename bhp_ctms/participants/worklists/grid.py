@@ -8,7 +8,7 @@ once in Python, as markup, and cells alike are made only once (:func:`cell_key`)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
 from urllib.parse import quote
@@ -27,7 +27,8 @@ from bhp_ctms.participants.schedule import (
     scheduled_events,
     visit_state,
 )
-from bhp_ctms.participants.worklists.schedules import load_schedules
+from bhp_ctms.participants.worklists.counts import CountColumn, ParticipantCounts, count_columns
+from bhp_ctms.participants.worklists.schedules import load_schedules, participant_ids
 from bhp_ctms.sites.models import Site
 from bhp_ctms.sites.services import SiteScope
 from bhp_ctms.studies.definition import Event, StudyDefinition
@@ -175,12 +176,15 @@ class GridRow:
     participant: Participant
     cells: tuple[GridCell, ...]
 
-    def html(self, link: str) -> str:
-        """The row: the participant's study ID (linked), their status, their cells."""
+    def html(self, link: str, counts: Sequence[CountColumn] = ()) -> str:
+        """The row: the participant's study ID (linked), their status, their counts
+        (open queries...), their cells."""
         code = escape(self.participant.code)
+        participant_id = self.participant.id
         return (
             f'<tr><th scope="row"><a href="{escape(link)}">{code}</a></th>'
             f"<td>{escape(self.participant.status.label)}</td>"
+            + "".join(column.cell_html(participant_id) for column in counts)
             + "".join(cell.html for cell in self.cells)
             + "</tr>"
         )
@@ -188,19 +192,25 @@ class GridRow:
 
 @dataclass(frozen=True)
 class Grid:
-    """A site's participants (rows) by scheduled events (columns)."""
+    """A site's participants (rows) by scheduled events (columns), with the counts
+    other domains keep for each participant (``counts``: open queries...) before the
+    events."""
 
     columns: list[Event]
     rows: list[GridRow]
     # Participants matching the status filter, before "overdue only".
     matching: int
+    counts: list[CountColumn] = field(default_factory=list)
 
     def rows_html(self, participant_link: str, placeholder: str) -> Markup:
         """Every row as one piece of markup, for the template to place at once (a grid
         holds tens of thousands of cells). ``participant_link`` is a participant page's
         path with ``placeholder`` where the study ID goes."""
         rows = (
-            row.html(participant_link.replace(placeholder, quote(row.participant.code, safe="")))
+            row.html(
+                participant_link.replace(placeholder, quote(row.participant.code, safe="")),
+                self.counts,
+            )
             for row in self.rows
         )
         # Safe: the markup is our own, around escaped codes, labels and dates.
@@ -215,9 +225,12 @@ def site_grid(
     status: ParticipantStatus | None = None,
     overdue_only: bool = False,
     today: date | None = None,
+    counts: Sequence[tuple[ParticipantCounts, str]] = (),
 ) -> Grid:
     """The participant grid of one site, by study ID; filtered by status and to
-    participants with an overdue visit."""
+    participants with an overdue visit. ``counts`` are the counts other domains keep
+    (open queries...) to show for each participant, each with the link to the site's
+    page of them; each is read in one query."""
     today = today or utc_today()
     loaded = load_schedules(db, scope, site.study_id, today, site_id=site.id, status=status)
     columns = schedule_columns(list(loaded.definitions.values()))
@@ -259,7 +272,8 @@ def site_grid(
         if overdue_only and not any(cell.state == VisitState.OVERDUE for cell in cells):
             continue
         rows.append(GridRow(participant, tuple(cells)))
-    return Grid(columns, rows, len(loaded.participants))
+    counted = participant_ids(scope, site.study_id, site_id=site.id, status=status)
+    return Grid(columns, rows, len(loaded.participants), count_columns(db, counts, counted))
 
 
 def _positions(columns: Sequence[Event], definition: StudyDefinition) -> list[int | None]:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from datetime import date
 from typing import cast
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, Select, select
 from sqlalchemy.orm import Session
 
 from bhp_ctms.participants.models import Participant, ParticipantStatus, Visit
@@ -45,6 +45,21 @@ VISIT_COLUMNS = (
 )
 # Visits are read this many at a time.
 VISIT_BATCH = 500
+
+
+def participant_ids(
+    scope: SiteScope,
+    study_id: int,
+    *,
+    site_id: int | None = None,
+    status: ParticipantStatus | None = None,
+) -> Select[int]:
+    """The select of the ids of the participants :func:`load_schedules` reads with the
+    same arguments, for other queries to use as a subquery."""
+    return scope.apply(
+        select(Participant.id).where(*_participant_filters(study_id, site_id, status)),
+        Participant.site_id,
+    )
 
 
 def _participant_filters(
