@@ -478,9 +478,7 @@ class _StudyReader:
             method_node, "randomisation.method", get_args(RandomisationMethod), "simple"
         )
         settings.pop("method", None)
-        stratify_by = next((value for key, value in node.value if key.value == "stratify_by"), None)
-        if stratify_by is not None:
-            r.texts(stratify_by, "randomisation.stratify_by", "a stratification factor")
+        # The method's own settings are checked with the arms (_check_scheme).
         return Randomisation(cast(RandomisationMethod, method), settings)
 
     def _check_scheme(

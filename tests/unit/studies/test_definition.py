@@ -438,16 +438,16 @@ def test_randomisation_settings_are_kept_as_data(tmp_path):
     text = TRIAL + (
         "randomisation:\n"
         "  method: minimisation\n"
-        "  stratify_by: [site, sex]\n"
-        "  factors: {site: 1, sex: 2}\n"
-        "  probability: 0.8\n"
+        "  factors: [{code: site, weight: 2}]\n"
+        "  total: weighted_sum\n"
+        "  preferred_p: 0.8\n"
     )
 
     definition = read_study(study_folder(tmp_path, text))
 
     assert definition.randomisation == Randomisation(
         "minimisation",
-        {"stratify_by": ["site", "sex"], "factors": {"site": 1, "sex": 2}, "probability": 0.8},
+        {"factors": [{"code": "site", "weight": 2}], "total": "weighted_sum", "preferred_p": 0.8},
     )
 
 
@@ -459,7 +459,7 @@ def test_randomisation_needs_a_known_method_and_a_list_of_factors(tmp_path):
     assert [problem.message for problem in problems] == [
         "randomisation.method: must be one of simple, permuted_blocks, big_stick,"
         " minimisation, not 'coin'",
-        "randomisation.stratify_by: must be a list, not 'site'",
+        "randomisation.stratify_by: must be a list such as [site, sex], not 'site'",
     ]
 
 
