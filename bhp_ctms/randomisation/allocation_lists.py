@@ -130,7 +130,8 @@ def _store(
         entity_type="allocation_list",
         entity_id=made.id,
         study_id=bound.study.id,
-        details={"sha256": made.sha256, "entries": len(rows), "strata": dict(by_stratum)},
+        # Not the SHA-256: the list row's own events carry it, masked for blinded readers.
+        details={"entries": len(rows), "strata": dict(by_stratum)},
     )
     return made
 

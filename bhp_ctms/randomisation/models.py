@@ -40,14 +40,19 @@ class ListSource(StrEnum):
 class AllocationList(ModelBase):
     """A study's allocation list. Its entries are written once, with it; the list's
     ``sha256`` (of :func:`bhp_ctms.randomisation.methods.lists.write_list_csv`) binds
-    them. The seed is recorded in the audit trail only as a digest."""
+    them. The seed is recorded in the audit trail only as a digest, and both are
+    masked for blinded readers."""
 
     __tablename__ = "allocation_lists"
     __audit__ = Audited(
         "allocation_list",
         context=lambda allocation_list: AuditContext(study_id=allocation_list.study_id),
         secret=frozenset({"seed"}),
-        describe=lambda allocation_list: f"#{allocation_list.id} ({allocation_list.sha256[:12]})",
+        # The list is made by a published algorithm: its seed, even as a digest (a
+        # seed people choose is soon guessed), or its SHA-256 would let a blinded
+        # reader test guesses at the list. Both are masked for them.
+        blinded=frozenset({"seed", "sha256"}),
+        describe=lambda allocation_list: f"#{allocation_list.id}",
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -359,7 +359,7 @@ def download_list(context: Any, request: Any) -> Response:
         entity_type="allocation_list",
         entity_id=current.id,
         study_id=study.id,
-        details={"sha256": current.sha256},
+        details={"entries": current.entry_count},
     )
     body = write_list_csv(allocation_lists.stored_rows(request.db, current))
     response = Response(body=body.encode("utf-8"), content_type="text/csv", charset="utf-8")
