@@ -14,23 +14,33 @@ written, and dooms the transaction, so nothing of the change reaches the databas
 
 ORM bulk ``update()`` and ``delete()`` statements on audited tables bypass the
 session's changes, so they are refused.
+
+A model's ``details`` (the item a value belongs to) are recorded, and hashed, with
+every one of its events. A column the details hold under its own name, with the value
+the column is created with, is therefore not recorded a second time as a creation
+event of its own: an item value's form entry, which identifies it and never changes,
+travels in the details of each of its events, and replay (:mod:`bhp_ctms.audit.replay`)
+takes it from there. Were such a column ever changed, the change would be an update
+event like any other; a deletion's snapshot holds every column.
 """
 
 from __future__ import annotations
 
 import enum
 import hashlib
+import json
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import date, datetime
 from decimal import Decimal
+from functools import partial
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 from sqlalchemy import event, inspect
 from sqlalchemy.orm import Mapper, Session, UOWTransaction
 
 from bhp_ctms.audit.chain import append_rows, time_text
-from bhp_ctms.audit.models import canonical_json
 from bhp_ctms.audit.services import AuditActor
 from bhp_ctms.audit.spec import AuditContext, Audited, Change, ChangeKind
 
@@ -64,9 +74,55 @@ class ReasonRequired(AuditError):
     """A change that needs a reason for change was made without one."""
 
 
+# canonical_json's encoder, built once: a flush encodes every recorded value.
+_encoder = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _canonical_json(value: Any) -> str:
+    """:func:`bhp_ctms.audit.models.canonical_json`, the same text, written directly for
+    what a flush records most: a text, or details of texts and whole numbers."""
+    if type(value) is str:
+        return encode_basestring(value)
+    if type(value) is dict:
+        parts = []
+        for key in sorted(value):
+            item = value[key]
+            if type(key) is not str:
+                return _encoder.encode(value)
+            if type(item) is str:
+                text = encode_basestring(item)
+            elif type(item) is int:
+                text = int.__repr__(item)
+            elif item is None:
+                text = "null"
+            else:
+                return _encoder.encode(value)
+            parts.append(f"{encode_basestring(key)}:{text}")
+        return "{" + ",".join(parts) + "}"
+    return _encoder.encode(value)
+
+
+# Per mapped class: its audit spec, and the columns it records (the mappers are
+# configured once, so neither changes while the process runs).
+_SPECS: dict[type, Audited | None] = {}
+_COLUMNS: dict[type, tuple[str, ...]] = {}
+
+
 def audit_spec(cls: type) -> Audited | None:
-    spec = getattr(cls, "__audit__", None)
-    return spec if isinstance(spec, Audited) else None
+    try:
+        return _SPECS[cls]
+    except KeyError:
+        spec = getattr(cls, "__audit__", None)
+        found = _SPECS[cls] = spec if isinstance(spec, Audited) else None
+        return found
+
+
+def _audited_columns(cls: type, spec: Audited) -> tuple[str, ...]:
+    try:
+        return _COLUMNS[cls]
+    except KeyError:
+        columns = _COLUMNS[cls] = tuple(spec.columns(inspect(cls)))
+        return columns
 
 
 def audited_models() -> list[type[Any]]:
@@ -138,7 +194,12 @@ def current_actor(db: Session) -> AuditActor:
     return UNATTRIBUTED
 
 
-def _changes(session: Session) -> list[tuple[Audited, Change]]:
+def _changes(session: Session, *, before_flush: bool = False) -> list[tuple[Audited, Change]]:
+    """The audited rows changed in this flush, with their changed values.
+
+    ``before_flush`` (for the reason check) leaves out the changes no reason rule looks
+    at: creations and updates of models without a rule.
+    """
     found: list[tuple[Audited, Change]] = []
     for kind, objects in (
         ("created", session.new),
@@ -146,26 +207,35 @@ def _changes(session: Session) -> list[tuple[Audited, Change]]:
         ("deleted", session.deleted),
     ):
         for obj in objects:
-            spec = audit_spec(type(obj))
+            cls = type(obj)
+            spec = audit_spec(cls)
             if spec is None:
                 continue
-            state = inspect(obj)
+            if before_flush and kind != "deleted" and spec.reason_rule is None:
+                continue
+            columns = _audited_columns(cls, spec)
             values: dict[str, tuple[Any, Any]] = {}
-            for name in spec.columns(state.mapper):
-                if kind == "created":
-                    new = getattr(obj, name)
+            if kind == "created":
+                # Before the flush a new row holds only what it was given (an unset
+                # column reads as None), so its instance dictionary is read directly;
+                # after it, defaults and generated values are read through the ORM.
+                read = obj.__dict__.get if before_flush else partial(getattr, obj)
+                for name in columns:
+                    new = read(name)
                     if new is not None:
                         values[name] = (None, new)
-                elif kind == "updated":
-                    history = state.attrs[name].history
+            elif kind == "updated":
+                attributes = inspect(obj).attrs
+                for name in columns:
+                    history = attributes[name].history
                     if not history.added and not history.deleted:
                         continue
                     old = history.deleted[0] if history.deleted else None
                     new = history.added[0] if history.added else None
                     if audit_value(old) != audit_value(new):
                         values[name] = (old, new)
-                else:
-                    values[name] = (getattr(obj, name), None)
+            else:
+                values = {name: (getattr(obj, name), None) for name in columns}
             if values or kind == "deleted":
                 found.append((spec, Change(obj, kind, values)))  # type: ignore[arg-type]
     found.sort(key=lambda item: (item[0].entity_type, _sort_id(item[1].obj)))
@@ -190,7 +260,7 @@ def _check_reasons(session: Session, flush_context: UOWTransaction, instances: A
         return
     if session.info.get(REASON_KEY):
         return
-    for spec, change in _changes(session):
+    for spec, change in _changes(session, before_flush=True):
         needed = spec.reason_needed(change)
         if needed:
             _refuse(
@@ -210,15 +280,20 @@ def _write_events(session: Session, flush_context: UOWTransaction) -> None:
     actor = current_actor(session)
     reason = session.info.get(REASON_KEY) or ""
     now = utcnow()
+    roles: dict[int | None, str] = {}
     rows: list[dict[str, Any]] = []
     for spec, change in changes:
         context = spec.context(change.obj)
+        role = roles.get(context.study_id)
+        if role is None:
+            role = roles[context.study_id] = actor.role_in(context.study_id)
+        details = spec.details(change.obj) if spec.details else {}
         common = {
             "occurred_at": now,
             "action": f"{spec.entity_type}.{change.kind}",
             "actor_id": actor.user_id,
             "actor_name": actor.name,
-            "actor_role": actor.role_in(context.study_id),
+            "actor_role": role,
             "client_addr": actor.client_addr,
             "request_id": actor.request_id,
             "entity_type": spec.entity_type,
@@ -229,28 +304,47 @@ def _write_events(session: Session, flush_context: UOWTransaction) -> None:
             "participant_id": context.participant_id,
             "form": context.form,
             "reason": reason,
-            "details_json": canonical_json(spec.details(change.obj)) if spec.details else "{}",
+            "details_json": _canonical_json(details),
         }
         if change.kind == "deleted":
             snapshot = {
                 name: recorded_value(spec, name, old) for name, (old, _) in change.values.items()
             }
             rows.append(
-                {**common, "field": "", "old_value": canonical_json(snapshot), "new_value": None}
+                {**common, "field": "", "old_value": _canonical_json(snapshot), "new_value": None}
             )
             continue
-        for name, (old, new) in change.values.items():
+        created = change.kind == "created"
+        values = change.values
+        if created and details:
+            # What the details hold is recorded there (see the module's docstring); a
+            # new row keeps at least one event of its own.
+            own = {
+                name: value
+                for name, value in values.items()
+                if not _in_details(details, name, recorded_value(spec, name, value[1]))
+            }
+            values = own or values
+        for name, (old, new) in values.items():
             rows.append(
                 {
                     **common,
                     "field": name,
                     "old_value": None
-                    if change.kind == "created"
-                    else canonical_json(recorded_value(spec, name, old)),
-                    "new_value": canonical_json(recorded_value(spec, name, new)),
+                    if created
+                    else _canonical_json(recorded_value(spec, name, old)),
+                    "new_value": _canonical_json(recorded_value(spec, name, new)),
                 }
             )
     append_rows(session.connection(), rows)
+
+
+def _in_details(details: dict[str, Any], name: str, value: Any) -> bool:
+    """Whether the details hold a column's recorded value, as the same JSON."""
+    if name not in details:
+        return False
+    held = details[name]
+    return type(held) is type(value) and held == value
 
 
 @event.listens_for(Session, "do_orm_execute")

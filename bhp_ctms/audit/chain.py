@@ -62,6 +62,12 @@ _INTEGER_FIELDS = frozenset(
 _COLUMNS = AuditEvent.__table__.c
 # The columns read to verify a chain, in HASHED_FIELDS order, then the id and the hash.
 _VERIFY_COLUMNS = [_COLUMNS[name] for name in HASHED_FIELDS] + [_COLUMNS.id, _COLUMNS.event_hash]
+# The hashed fields an appended row gives, by append_rows's keys: all but the chain and
+# the sequence (the first two) and the previous hash (the last), which it fills in.
+_GIVEN_KEYS = tuple("details_json" if name == "details" else name for name in HASHED_FIELDS[2:-1])
+# The columns of a sealed row, in the order append_rows prepares them.
+_APPENDED_COLUMNS = (*HASHED_FIELDS, "event_hash")
+_COPY_STATEMENT = f"COPY audit_events ({', '.join(_APPENDED_COLUMNS)}) FROM STDIN"
 
 
 def chain_of(study_id: int | None) -> str:
@@ -139,22 +145,58 @@ def append_rows(connection: Connection, rows: list[dict[str, Any]]) -> None:
     """Seal and insert events given as column values (used inside a flush).
 
     Each row needs every hashed field but the chain, sequence and hashes, which are
-    filled in here; ``details_json`` stands for the ``details`` column.
+    filled in here; ``details_json`` stands for the ``details`` column. PostgreSQL
+    takes the rows through one ``COPY``: a form's hundreds of events go in two to three
+    times faster than as one INSERT each.
     """
+    if not rows:
+        return
     heads: dict[str, tuple[int, str]] = {}
-    prepared = []
+    # The rows of one flush share most of their values (the time, the actor, the
+    # study, the form): each distinct one is encoded once.
+    encoded: dict[tuple[type, Any], str] = {}
+    prepared: list[tuple[Any, ...]] = []
     for row in rows:
         chain = chain_of(row["study_id"])
-        if chain not in heads:
-            heads[chain] = _locked_chain_head(connection, chain)
-        sequence, previous = heads[chain]
-        values = {**row, "chain": chain, "sequence": sequence + 1, "previous_hash": previous}
-        values["event_hash"] = hash_values(values)
-        heads[chain] = (sequence + 1, values["event_hash"])
-        values["details"] = values.pop("details_json")
-        prepared.append(values)
-    if prepared:
-        connection.execute(insert(AuditEvent), prepared)
+        head = heads.get(chain)
+        if head is None:
+            head = _locked_chain_head(connection, chain)
+        sequence, previous = head[0] + 1, head[1]
+        values = (chain, sequence, *[row[key] for key in _GIVEN_KEYS], previous)
+        parts = []
+        for value in values:
+            part = encoded.get((type(value), value))
+            if part is None:
+                part = encoded[(type(value), value)] = _encoded(value)
+            parts.append(part)
+        digest = hashlib.sha256("".join(parts).encode("utf-8")).hexdigest()
+        heads[chain] = (sequence, digest)
+        prepared.append((*values, digest))
+    if connection.dialect.name == "postgresql":
+        _copy_events(connection, prepared)
+    else:
+        inserted = [dict(zip(_APPENDED_COLUMNS, row, strict=True)) for row in prepared]
+        connection.execute(insert(AuditEvent), inserted)
+
+
+def _encoded(value: Any) -> str:
+    """One field's part of :func:`encode` (which has it inline: verifying a chain
+    encodes millions of events)."""
+    if value is None:
+        return "~"
+    if isinstance(value, datetime):
+        value = time_text(value)
+    elif not isinstance(value, str):
+        value = str(value)
+    return f"{len(value)}:{value}"
+
+
+def _copy_events(connection: Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Insert sealed events on PostgreSQL, in the transaction of ``connection``."""
+    driver = connection.connection.driver_connection
+    with driver.cursor() as cursor, cursor.copy(_COPY_STATEMENT) as copy:  # type: ignore[union-attr]
+        for row in rows:
+            copy.write_row(row)
 
 
 @dataclass(frozen=True)

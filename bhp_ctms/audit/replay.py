@@ -9,6 +9,7 @@ value it should have.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -48,11 +49,14 @@ class ReplayProblem:
         return f"{self.entity_type} {self.entity_id}{name}{where}: {self.message}"
 
 
-def _change_actions() -> dict[str, str]:
+def _change_actions() -> dict[str, tuple[str, frozenset[str]]]:
+    """Each change action: its kind, and the columns its events' details may hold (the
+    columns of a model with details, which capture records there on creation)."""
     actions = {}
-    for _cls, spec in audited_specs():
+    for cls, spec in audited_specs():
+        in_details = frozenset(spec.columns(cls.__mapper__)) if spec.details else frozenset()
         for kind in ("created", "updated", "deleted"):
-            actions[f"{spec.entity_type}.{kind}"] = kind
+            actions[f"{spec.entity_type}.{kind}"] = (kind, in_details)
     return actions
 
 
@@ -69,6 +73,7 @@ def rebuild(
             AuditEvent.entity_id,
             AuditEvent.field,
             AuditEvent.new_value,
+            AuditEvent.details_json,
         )
         .where(AuditEvent.action.in_(actions))
         .order_by(AuditEvent.id)
@@ -77,8 +82,8 @@ def rebuild(
     if not all_chains:
         statement = statement.where(AuditEvent.chain == chain_of(study_id))
     states: dict[EntityKey, EntityState] = {}
-    for event_id, action, entity_type, entity_id, name, new_value in db.execute(statement):
-        kind = actions[action]
+    for event_id, action, entity_type, entity_id, name, new_value, details in db.execute(statement):
+        kind, in_details = actions[action]
         key = (entity_type, entity_id)
         state = states.get(key)
         if state is None or (kind == "created" and state.deleted_by is not None):
@@ -87,9 +92,26 @@ def rebuild(
         if kind == "deleted":
             state.deleted_by = event_id
             continue
+        if in_details and details != "{}":
+            _values_from_details(state, event_id, details, in_details)
         state.values[name] = new_value if new_value is not None else NULL
         state.set_by[name] = event_id
     return states
+
+
+def _values_from_details(
+    state: EntityState, event_id: int, details: str, columns: frozenset[str]
+) -> None:
+    """The columns an event's details hold (an item value's form entry and item path)."""
+    try:
+        held = json.loads(details)
+    except ValueError:
+        return  # an edited event: verifying the chain reports it
+    if not isinstance(held, dict):
+        return
+    for name in columns.intersection(held):
+        state.values[name] = canonical_json(held[name])
+        state.set_by[name] = event_id
 
 
 def _live_rows(

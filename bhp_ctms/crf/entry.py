@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from bhp_ctms.audit.capture import change_reason
 from bhp_ctms.crf.definition.model import FormDefinition, Item
@@ -57,11 +57,15 @@ def form_version_for(db: Session, participant: Participant, form_code: str) -> F
     if sha256 is None:
         return None
     return db.scalars(
-        select(FormVersion).where(
+        select(FormVersion)
+        .where(
             FormVersion.study_id == participant.study_id,
             FormVersion.form_code == form_code,
             FormVersion.sha256 == sha256,
         )
+        # The definition (a large JSON document) is read only if form_definition has
+        # not parsed it yet, which is once per process.
+        .options(defer(FormVersion.definition))
     ).first()
 
 
@@ -225,8 +229,8 @@ def save_entry(
             form_version=version,
             status=FormStatus.IN_PROGRESS,
         )
+        # Flushed with its values: one flush, one batch of audit events.
         db.add(entry)
-        db.flush()
     _write_values(db, entry, definition, changed, entered, evaluation, submission, was_complete)
     if submission.mark_complete and entry.status == FormStatus.IN_PROGRESS:
         entry.status = FormStatus.COMPLETE
@@ -300,10 +304,14 @@ def _write_values(
             missing = evaluation.missing.get(path) or None
             row = rows.get(path)
             if row is None:
-                row = ItemValue(entry=entry, item_path=path)
+                row = ItemValue(item_path=path, value=value, missing_code=missing)
+                # Added before it joins the entry, so that joining does not cascade
+                # through the entry's other values (a cost that grows with each one).
                 db.add(row)
-            row.value = value
-            row.missing_code = missing
+                entry.values.append(row)
+            else:
+                row.value = value
+                row.missing_code = missing
         if reason:
             with change_reason(db, reason):
                 pass

@@ -177,7 +177,9 @@ class ItemValue(ModelBase):
         context=_entry_of,
         reason_rule=_item_value_reason,
         describe=lambda value: value.item_path,
-        details=lambda value: {"item": value.item_path},
+        # The entry is carried in every event's details rather than recorded as an
+        # event of its own (see bhp_ctms.audit.capture).
+        details=lambda value: {"form_entry_id": value.form_entry_id, "item": value.item_path},
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
