@@ -3,39 +3,17 @@ e-signatures."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from sqlalchemy import Select
-    from sqlalchemy.orm import Session
-
-
-def open_queries_of(db: Session, participants: Select[int]) -> dict[int, int]:
-    """How many queries (open or answered) wait on the forms of each participant whose
-    id the select ``participants`` gives (kept to the user's sites): one grouped
-    query with ``participants`` as its subquery. Participants with none are left out.
-    The participants' pages show these counts (see ``includeme``)."""
-    from sqlalchemy import func, select
-
-    from bhp_ctms.crf.models import FormEntry, Query
-    from bhp_ctms.crf.queries import OUTSTANDING
-
-    statement = (
-        select(FormEntry.participant_id, func.count(Query.id))
-        .join(FormEntry, Query.form_entry_id == FormEntry.id)
-        .where(FormEntry.participant_id.in_(participants), Query.status.in_(OUTSTANDING))
-        .group_by(FormEntry.participant_id)
-    )
-    return {participant_id: count for participant_id, count in db.execute(statement)}
+from typing import Any
 
 
 def includeme(config: Any) -> None:
     # Imported here: importing a domain's models must not pull in its views' factories.
+    from bhp_ctms.crf.queries import open_query_counts
     from bhp_ctms.crf.resources import EntryFactory, QueryFactory
     from bhp_ctms.crf.tasks import recheck_after_load, recheck_after_migration
     from bhp_ctms.participants.migration import ParticipantsMigrated
     from bhp_ctms.participants.resources import ParticipantFactory
-    from bhp_ctms.participants.worklists import ParticipantCounts, add_participant_counts
+    from bhp_ctms.participants.worklists import ParticipantCounts
     from bhp_ctms.permissions import Permissions
     from bhp_ctms.sites.resources import SiteFactory
     from bhp_ctms.studies.loading import StudyVersionLoaded
@@ -66,8 +44,7 @@ def includeme(config: Any) -> None:
 
     # What the participants' pages show of the CRFs: each participant's open queries on
     # the site's grid, the site's on its dashboard, linked to the site's queries.
-    add_participant_counts(
-        config,
+    config.add_participant_counts(
         ParticipantCounts(
             key="open-queries",
             heading="Open queries",
@@ -79,7 +56,7 @@ def includeme(config: Any) -> None:
             plural="open queries",
             permission=Permissions.CRF_VIEW,
             route_name="crf_site_queries",
-            counter=open_queries_of,
+            counter=open_query_counts,
         ),
     )
     # Stored data are checked again, in the background, when what they are checked

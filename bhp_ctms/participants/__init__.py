@@ -8,11 +8,15 @@ from typing import Any
 
 def includeme(config: Any) -> None:
     # Imported here: importing a domain's models must not pull in its views' factories.
+    from bhp_ctms.participants.panels import add_participant_panel
     from bhp_ctms.participants.resources import ParticipantFactory
+    from bhp_ctms.participants.worklists import add_participant_counts
     from bhp_ctms.sites.resources import SiteFactory
     from bhp_ctms.studies.resources import StudyFactory
 
-    config.include("bhp_ctms.participants.panels")
+    # What other domains add to the participants' pages (participants imports none).
+    config.add_directive("add_participant_panel", add_participant_panel)
+    config.add_directive("add_participant_counts", add_participant_counts)
     study = "/studies/{code}"
     participant = study + "/participants/{participant}"
     config.add_route("participants", study + "/participants/", factory=StudyFactory)

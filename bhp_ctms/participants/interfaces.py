@@ -4,7 +4,7 @@ The participants domain knows nothing of the domains built on it (``crf`` uses
 ``participants``, never the reverse), yet its worklists show what those domains keep
 about each participant: the case report forms' open queries, for one. A domain that
 keeps such a count registers an :class:`IParticipantCounts` with
-:func:`bhp_ctms.participants.worklists.add_participant_counts`; the site's
+``config.add_participant_counts(...)``; the site's
 participant grid shows it as a column and the site dashboard as the site's total,
 to the users whose permissions allow it.
 """

@@ -45,7 +45,3 @@ def shown_panels(request: Any, context: Any) -> list[ShownPanel]:
         if values is not None:
             shown.append(ShownPanel(panel.template, values))
     return shown
-
-
-def includeme(config: Any) -> None:
-    config.add_directive("add_participant_panel", add_participant_panel)

@@ -11,7 +11,7 @@ The package's modules: ``schedules`` loads many participants' schedules at once
 (:func:`site_grid`); ``dashboards`` the site's and the study's dashboards;
 ``lists`` the participant list and the screening log; ``counts`` the counts other
 domains keep for each participant (open queries...), which they register with
-:func:`add_participant_counts` and the grid and the site dashboard show. Import from
+``config.add_participant_counts(...)`` and the grid and the site dashboard show. Import from
 this package, not from its modules.
 """
 

@@ -3,7 +3,7 @@ as columns of the site's participant grid and totals of the site dashboard.
 
 A domain registers a :class:`ParticipantCounts` (an
 :class:`~bhp_ctms.participants.interfaces.IParticipantCounts`) at start-up with
-:func:`add_participant_counts`; the pages ask :func:`registered_counts` for them and
+``config.add_participant_counts(...)``; the pages ask :func:`registered_counts` for them and
 show those the user's permissions allow. The counts of a page's participants are
 read at once (:func:`count_columns`): the page hands the provider the select of its
 participants' ids, kept to the user's sites, for one grouped query whatever the
@@ -49,8 +49,9 @@ class ParticipantCounts:
 
 
 def add_participant_counts(config: Any, counts: ParticipantCounts) -> None:
-    """Register ``counts`` with the application being configured (in a domain's
-    ``includeme``). Two counts with the same key are a configuration conflict."""
+    """``config.add_participant_counts(counts)``: register ``counts`` with the
+    application being configured (in a domain's ``includeme``). Two counts with the
+    same key are a configuration conflict."""
 
     def register() -> None:
         config.registry.registerUtility(counts, IParticipantCounts, name=counts.key)

@@ -29,6 +29,7 @@ from bhp_ctms.crf.queries import (
     sync_system_queries,
 )
 from bhp_ctms.crf.query_forms import WorklistFilterForm
+from bhp_ctms.participants.models import Participant
 from tests.factories import ParticipantFactory, UserFactory
 from tests.factories.crf import (
     DBP_BELOW_SBP,
@@ -387,7 +388,13 @@ def test_open_query_counts_count_open_and_answered_queries_per_participant(
     close_query(db_session, monitor, closed)
     raise_query(db_session, monitor, other_entry, "sbp", "Four")
 
-    counts = open_query_counts(db_session, [entry.participant.id, other.id, quiet.id])
+    asked = [entry.participant.id, other.id, quiet.id]
+    counts = open_query_counts(db_session, select(Participant.id).where(Participant.id.in_(asked)))
 
-    assert counts == {entry.participant.id: 2, other.id: 1, quiet.id: 0}
-    assert open_query_counts(db_session, []) == {}
+    assert {id_: counts.get(id_, 0) for id_ in asked} == {
+        entry.participant.id: 2,
+        other.id: 1,
+        quiet.id: 0,
+    }
+    nobody = select(Participant.id).where(Participant.id.in_([]))
+    assert open_query_counts(db_session, nobody) == {}
