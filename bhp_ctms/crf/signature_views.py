@@ -19,7 +19,6 @@ from bhp_ctms.crf.models import FormEntry
 from bhp_ctms.crf.sdv_views import form_page_path
 from bhp_ctms.crf.signature_forms import SignForm
 from bhp_ctms.crf.signatures import (
-    Reauthentication,
     SignatureRefused,
     casebook_content_sha256,
     casebook_entries,
@@ -67,10 +66,6 @@ class _SignViews(abc.ABC):
             "can_see_identifiers": bool(self.request.has_permission(Permissions.IDENTIFIERS_VIEW)),
             "form": form,
         }
-
-    def proof(self, form: SignForm) -> Reauthentication:
-        code = form.code.data if form.second_factor else ""
-        return Reauthentication(password=form.password.data or "", code=code or "")
 
     @abc.abstractmethod
     def page(self, form: SignForm) -> dict[str, Any]:
@@ -146,7 +141,7 @@ class EntrySignViews(_SignViews):
             self.signer,
             self.entry,
             meaning=form.chosen_meaning,
-            proof=self.proof(form),
+            proof=form.proof(),
             shown_sha256=form.shown_sha256.data or "",
         )
 
@@ -195,7 +190,7 @@ class CasebookSignViews(_SignViews):
             self.signer,
             self.participant,
             meaning=form.chosen_meaning,
-            proof=self.proof(form),
+            proof=form.proof(),
             shown_sha256=form.shown_sha256.data or "",
         )
 

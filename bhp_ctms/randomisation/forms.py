@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from wtforms import FileField, IntegerField, PasswordField, StringField, TextAreaField
+from wtforms import FileField, IntegerField, StringField, TextAreaField
 from wtforms.validators import InputRequired, Length, NumberRange, ValidationError
 
+from bhp_ctms.accounts.forms import Reauthenticating, reauthentication_fields
 from bhp_ctms.forms import Form, strip_whitespace
 
 REASON_LENGTH = 2000
@@ -17,7 +18,7 @@ class RandomiseForm(Form):
     """Randomising asks only for the coordinator's confirmation (the button)."""
 
 
-class UnblindForm(Form):
+class UnblindForm(Reauthenticating):
     reason = TextAreaField(
         "Why must the participant's arm be known now?",
         description=(
@@ -30,33 +31,9 @@ class UnblindForm(Form):
             Length(max=REASON_LENGTH, message=f"Enter at most {REASON_LENGTH} characters"),
         ],
     )
-    password = PasswordField(
-        "Your password",
-        description="The password you log in with: it confirms it is you who asks",
-        validators=[InputRequired(message="Enter your password to unblind")],
+    password, code = reauthentication_fields(
+        "unblind", "The password you log in with: it confirms it is you who asks"
     )
-    code = StringField(
-        "Security code",
-        description="The 6-digit code your authenticator app shows now",
-        filters=[strip_whitespace],
-        validators=[Length(max=10, message="The security code is 6 digits")],
-    )
-
-    def __init__(self, formdata: Any = None, *, second_factor: bool, **kwargs: Any) -> None:
-        super().__init__(formdata, **kwargs)
-        self.second_factor = second_factor
-        if not second_factor:
-            del self.code
-
-    def validate_code(self, field: StringField) -> None:
-        if self.second_factor and not field.data:
-            raise ValidationError("Enter the security code from your authenticator app")
-
-    def forget_secrets(self) -> None:
-        """A password or code is never sent back to the browser."""
-        self.password.data = ""
-        if self.second_factor:
-            self.code.data = ""
 
 
 class InvalidateForm(Form):
