@@ -30,6 +30,14 @@ def sees_arms(study: Study, memberships: Iterable[HeldRole]) -> bool:
     return study.blinding == Blinding.OPEN or not is_blinded(memberships, study.id)
 
 
+def arm_name(definition: StudyDefinition, code: str) -> str:
+    """An arm's name as the protocol gives it (its code if the protocol has no such arm)."""
+    try:
+        return definition.arm(code).name
+    except KeyError:
+        return code
+
+
 @dataclass(frozen=True)
 class FactorSource:
     """Where a factor's level comes from: the participant's site, or one CRF item
@@ -69,10 +77,7 @@ class StudyScheme:
         return self.scheme.method in LIST_METHODS
 
     def arm_name(self, code: str) -> str:
-        try:
-            return self.definition.arm(code).name
-        except KeyError:
-            return code
+        return arm_name(self.definition, code)
 
     def level_label(self, factor: str, code: str) -> str:
         return dict(self.levels.get(factor, ())).get(code, code)

@@ -19,7 +19,6 @@ from pyramid.view import view_config, view_defaults
 from sqlalchemy import select
 
 from bhp_ctms.accounts.models import User
-from bhp_ctms.accounts.services import Reauthentication
 from bhp_ctms.audit.services import record_event
 from bhp_ctms.audit.views.trail import spreadsheet_safe
 from bhp_ctms.forms import attach_error
@@ -37,7 +36,7 @@ from bhp_ctms.randomisation.forms import (
 )
 from bhp_ctms.randomisation.methods.lists import write_list_csv
 from bhp_ctms.randomisation.models import Allocation
-from bhp_ctms.randomisation.schemes import sees_arms, study_scheme
+from bhp_ctms.randomisation.schemes import arm_name, sees_arms, study_scheme
 from bhp_ctms.randomisation.services import (
     RandomisationRefused,
     RandomisationService,
@@ -58,21 +57,21 @@ def participant_panel(request: Any, context: Any) -> dict[str, Any] | None:
     """The participant page's Randomisation section; none for a study that does not
     randomise."""
     participant = context.participant
-    if protocol_definition(participant.protocol_version).randomisation is None:
+    definition = protocol_definition(participant.protocol_version)
+    if definition.randomisation is None:
         return None
     study = context.study
     allocation = allocation_of(request.db, participant.id)
     shows_arm = sees_arms(study, request.memberships)
-    arm_name = ""
+    shown_arm = ""
     if allocation is not None and shows_arm:
-        bound = study_scheme(request.db, study)
-        arm_name = bound.arm_name(allocation.arm_code) if bound else allocation.arm_code
+        shown_arm = arm_name(definition, allocation.arm_code)
     return {
         "allocation": allocation,
         "allocated_by": allocation.allocated_by.full_name
         if allocation is not None and allocation.allocated_by
         else "",
-        "arm_name": arm_name,
+        "arm_name": shown_arm,
         "blinded_study": study.blinding != Blinding.OPEN,
         "can_randomise": allocation is None and _has(request, Permissions.RANDOMISE),
         "can_unblind": allocation is not None
@@ -102,6 +101,10 @@ class _ParticipantPage:
             "access": study_access(self.request, self.study.id),
             **values,
         }
+
+    def arm_of(self, allocation: Allocation) -> str:
+        """The allocation's arm by name, from the participant's protocol (no query)."""
+        return arm_name(protocol_definition(self.participant.protocol_version), allocation.arm_code)
 
     def to_participant(self, message: str) -> HTTPSeeOther:
         self.request.session.flash(message, "success")
@@ -144,8 +147,7 @@ class RandomiseViews(_ParticipantPage):
         if allocation.kit_code:
             message += f": kit number {allocation.kit_code}"
         if sees_arms(self.study, self.request.memberships):
-            bound = study_scheme(self.request.db, self.study)
-            arm = bound.arm_name(allocation.arm_code) if bound else allocation.arm_code
+            arm = self.arm_of(allocation)
             message += f" ({'allocated to ' if allocation.kit_code else ': '}{arm})"
         return self.to_participant(message)
 
@@ -189,9 +191,7 @@ class UnblindViews(_ParticipantPage):
                 allocation,
                 role_label=access.role_labels if access else "",
                 reason=form.reason.data or "",
-                proof=Reauthentication(
-                    form.password.data or "", form.code.data if form.second_factor else ""
-                ),
+                proof=form.proof(),
             )
         except UnblindingRefused as refusal:
             attach_error(form, refusal.message, refusal.field)
@@ -199,12 +199,11 @@ class UnblindViews(_ParticipantPage):
             self.request.response.status_code = 400
             return self.page(form)
         self.request.enqueue(send_email, email.id)
-        bound = study_scheme(self.request.db, self.study)
         # Shown in this response only, to the person who asked.
         self.request.response.headers["Cache-Control"] = "no-store"
         return self.page(
             self.form(),
-            arm_name=bound.arm_name(allocation.arm_code) if bound else allocation.arm_code,
+            arm_name=self.arm_of(allocation),
             notified=self.settings.ctu_email,
         )
 
@@ -430,7 +429,8 @@ def allocation_report_csv(context: Any, request: Any) -> Response:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(ALLOCATION_COLUMNS)
-    for allocation, participant_code, site_code in _allocations(request, study.id):
+    allocations = _allocations(request, study.id)
+    for allocation, participant_code, site_code in allocations:
         row = [
             participant_code,
             site_code,
@@ -452,7 +452,7 @@ def allocation_report_csv(context: Any, request: Any) -> Response:
         entity_type="study",
         entity_id=study.id,
         study_id=study.id,
-        details={"allocations": out.getvalue().count("\r\n") - 1},
+        details={"allocations": len(allocations)},
     )
     response = Response(body=out.getvalue().encode("utf-8"), content_type="text/csv")
     response.charset = "utf-8"
