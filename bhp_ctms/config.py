@@ -24,6 +24,7 @@ DOMAINS = (
     "bhp_ctms.participants",
     "bhp_ctms.crf",
     "bhp_ctms.randomisation",
+    "bhp_ctms.locks",
     "bhp_ctms.mail",
 )
 

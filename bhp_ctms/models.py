@@ -13,6 +13,7 @@ from bhp_ctms.crf.models import (
     SourceVerificationPlan,
 )
 from bhp_ctms.db import ModelBase
+from bhp_ctms.locks.models import Lock
 from bhp_ctms.mail.models import OutboundEmail
 from bhp_ctms.participants.models import (
     ConsentRecord,
@@ -48,6 +49,7 @@ __all__ = [
     "FormVersion",
     "ItemValue",
     "ListEntry",
+    "Lock",
     "LoginAttempt",
     "Membership",
     "OutboundEmail",

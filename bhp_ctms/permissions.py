@@ -89,6 +89,9 @@ class Permissions(StrEnum):
     AUDIT_EXPORT = "audit:export"
     AUDIT_REVIEW = "audit:review"
     AUDIT_VERIFY = "audit:verify"
+    DATA_LOCK = "data:lock"
+    DATASETS_INTERIM = "datasets:interim"
+    DATASETS_EXPORT = "datasets:export"
 
     @property
     def description(self) -> str:
@@ -140,6 +143,18 @@ PERMISSION_DESCRIPTIONS = {
     Permissions.AUDIT_EXPORT: "export a filtered audit trail as CSV",
     Permissions.AUDIT_REVIEW: "record and sign off audit-trail reviews",
     Permissions.AUDIT_VERIFY: "run the audit trail's verification and see its results",
+    Permissions.DATA_LOCK: (
+        "lock and unlock a form, a participant, a site or the whole study (reason and "
+        "e-signature needed)"
+    ),
+    Permissions.DATASETS_INTERIM: (
+        "take an interim snapshot of a study's data for a data monitoring committee, and "
+        "export it blinded"
+    ),
+    Permissions.DATASETS_EXPORT: (
+        "export a study's snapshots (CSV, ODM, SAS, Stata, SPSS); unblinded only for the "
+        "unblinded statistician"
+    ),
 }
 
 # Permissions granted only by a role held at the site itself: no study-wide or
@@ -200,6 +215,8 @@ MATRIX: dict[Role, frozenset[Permissions]] = {
             Permissions.QUERIES_CLOSE,
             Permissions.SDV_PLAN,
             Permissions.ALLOCATION_INVALIDATE,
+            Permissions.DATA_LOCK,
+            Permissions.DATASETS_INTERIM,
         }
     )
     | _AUDIT_READERS,
@@ -219,12 +236,13 @@ MATRIX: dict[Role, frozenset[Permissions]] = {
         }
     )
     | _AUDIT_READERS,
-    Role.STATISTICIAN_BLINDED: frozenset({Permissions.STUDIES_VIEW}),
+    Role.STATISTICIAN_BLINDED: frozenset({Permissions.STUDIES_VIEW, Permissions.DATASETS_EXPORT}),
     Role.STATISTICIAN_UNBLINDED: frozenset(
         {
             Permissions.STUDIES_VIEW,
             Permissions.RANDOMISATION_LISTS,
             Permissions.RANDOMISATION_REPORT,
+            Permissions.DATASETS_EXPORT,
         }
     ),
     Role.AUDITOR: frozenset(

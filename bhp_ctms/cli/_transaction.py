@@ -13,6 +13,7 @@ from sqlalchemy import select
 from bhp_ctms.audit.capture import use_actor
 from bhp_ctms.audit.services import AuditActor
 from bhp_ctms.cli import CommandContext
+from bhp_ctms.locks.state import DataLocked
 from bhp_ctms.sites.models import Site
 from bhp_ctms.studies.services import find_study
 
@@ -54,6 +55,10 @@ def command_transaction(context: CommandContext) -> Iterator[Any]:
     actor = cli_actor()
     # Tasks the command enqueues act for the operator too.
     request.set_property(lambda _request: actor, name="audit_actor", reify=True)
-    with request.tm:
-        use_actor(request.db, actor)
-        yield request
+    try:
+        with request.tm:
+            use_actor(request.db, actor)
+            yield request
+    except DataLocked as error:
+        # A lock refuses the command's writes as it refuses a page's: say so plainly.
+        raise click.ClickException(error.message) from None

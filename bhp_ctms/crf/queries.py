@@ -40,6 +40,7 @@ from bhp_ctms.crf.models import (
     QueryStatus,
 )
 from bhp_ctms.db import utc_today, utcnow
+from bhp_ctms.locks.state import refuse_if_locked
 from bhp_ctms.participants.models import Participant
 from bhp_ctms.sites.models import Site
 from bhp_ctms.sites.services import SiteScope
@@ -122,9 +123,13 @@ def open_query_counts(db: Session, participants: Select[int]) -> dict[int, int]:
 # -- a person's actions --------------------------------------------------------------------
 
 
-def _refuse_when_locked(entry: FormEntry) -> None:
+def _refuse_when_locked(db: Session, entry: FormEntry) -> None:
+    """A lock over the form (or its participant, site or study) freezes its queries:
+    refused (:class:`~bhp_ctms.locks.state.DataLocked`) before anything changes, as the
+    lock guard would refuse it at the flush."""
     if entry.status == FormStatus.LOCKED:
         raise QueryError(f"Form {entry.form_key} is locked: its queries can no longer change.")
+    refuse_if_locked(db, entry.participant, entry.form_key)
 
 
 def _required_text(text: str, what: str) -> str:
@@ -161,7 +166,7 @@ def raise_query(
 ) -> Query:
     """A monitor's or data manager's question about one item of a form entry. The
     item's value now is kept beside the question."""
-    _refuse_when_locked(entry)
+    _refuse_when_locked(db, entry)
     text = _required_text(text, "your question")
     definition = form_definition(entry.form_version)
     try:
@@ -192,7 +197,7 @@ def raise_query(
 
 def answer_query(db: Session, actor: AuditActor, query: Query, text: str) -> QueryMessage:
     """The site's answer to an open query."""
-    _refuse_when_locked(query.entry)
+    _refuse_when_locked(db, query.entry)
     if query.status != QueryStatus.OPEN:
         raise QueryError(
             f"This query is {query.status.label.lower()}: only an open query can be answered."
@@ -207,7 +212,7 @@ def answer_query(db: Session, actor: AuditActor, query: Query, text: str) -> Que
 def close_query(db: Session, actor: AuditActor, query: Query, text: str = "") -> QueryMessage:
     """Close an open or answered query: the answer (or the data) settle it. The note
     is optional."""
-    _refuse_when_locked(query.entry)
+    _refuse_when_locked(db, query.entry)
     if query.status not in OUTSTANDING:
         raise QueryError("This query is already closed.")
     text = text.strip()
@@ -222,7 +227,7 @@ def close_query(db: Session, actor: AuditActor, query: Query, text: str = "") ->
 
 def reopen_query(db: Session, actor: AuditActor, query: Query, text: str) -> QueryMessage:
     """Send an answered or closed query back to the site, saying why."""
-    _refuse_when_locked(query.entry)
+    _refuse_when_locked(db, query.entry)
     if query.status == QueryStatus.OPEN:
         raise QueryError("This query is already open.")
     text = _required_text(text, "why the query is re-opened")
@@ -236,7 +241,7 @@ def reopen_query(db: Session, actor: AuditActor, query: Query, text: str) -> Que
 def comment_on_query(db: Session, actor: AuditActor, query: Query, text: str) -> QueryMessage:
     """A note in a query's thread that leaves its status as it is (the site is still
     looking for the source document, say)."""
-    _refuse_when_locked(query.entry)
+    _refuse_when_locked(db, query.entry)
     if query.status == QueryStatus.CLOSED:
         raise QueryError("This query is closed: re-open it to continue the thread.")
     text = _required_text(text, "your note")

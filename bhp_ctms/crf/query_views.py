@@ -20,7 +20,6 @@ from bhp_ctms.crf.entry import form_definition
 from bhp_ctms.crf.evaluation import ItemAt, item_at
 from bhp_ctms.crf.models import (
     FormEntry,
-    FormStatus,
     Query,
     QueryAction,
     QueryOrigin,
@@ -47,6 +46,7 @@ from bhp_ctms.crf.tasks import (
 )
 from bhp_ctms.db import utc_today, utcnow
 from bhp_ctms.forms import Form, attach_error
+from bhp_ctms.locks.state import lock_covering, locked_data
 from bhp_ctms.participants.models import Participant
 from bhp_ctms.permissions import Permissions
 from bhp_ctms.sites.services import SiteScope
@@ -95,9 +95,14 @@ class _EntryPage:
         self.site = context.site
         self.participant: Participant = context.participant
         self.entry: FormEntry = context.entry
+        # A lock over the form: its page says so, and any post is refused before anything.
+        self.lock = lock_covering(request.db, self.participant, self.entry.form_key)
+        if self.lock is not None and request.method == "POST":
+            raise locked_data(self.lock, self.participant.code)
 
     def page(self, **values: Any) -> dict[str, Any]:
         return {
+            "lock": self.lock,
             "study": self.study,
             "site": self.site,
             "participant": self.participant,
@@ -147,7 +152,7 @@ class RaiseQueryViews(_EntryPage):
             item_label=self.found.label,
             current_value=self.current_value(self.found, self.item_path),
             earlier=queries_by_item(self.request.db, self.entry).get(self.item_path, []),
-            locked=self.entry.status == FormStatus.LOCKED,
+            locked=self.lock is not None,
             **values,
         )
 
@@ -190,7 +195,7 @@ class QueryViews(_EntryPage):
 
     def actions(self) -> list[str]:
         """The actions the user may take on the query now, in page order."""
-        if self.entry.status == FormStatus.LOCKED:
+        if self.lock is not None:
             return []
         allowed = self.request.has_permission
         status = self.query.status
@@ -232,7 +237,7 @@ class QueryViews(_EntryPage):
             action_labels=ACTION_LABELS,
             forms=ordered,
             error_form=error_form,
-            locked=self.entry.status == FormStatus.LOCKED,
+            locked=self.lock is not None,
             history_url=(
                 audit_history_url(self.request, self.study.code, "query", self.query.id)
                 if self.request.has_permission(Permissions.AUDIT_VIEW)

@@ -12,7 +12,7 @@ from typing import Any
 from pyramid.httpexceptions import HTTPSeeOther
 from pyramid.view import view_config, view_defaults
 
-from bhp_ctms.crf.models import FormEntry
+from bhp_ctms.crf.models import FormEntry, FormStatus
 from bhp_ctms.crf.sdv_forms import SdvPlanForm, VerifyForm
 from bhp_ctms.crf.signatures import describe_entry, item_label, shown_values
 from bhp_ctms.crf.verification import (
@@ -30,6 +30,7 @@ from bhp_ctms.crf.verification import (
     verify_form,
     verify_item,
 )
+from bhp_ctms.locks.state import lock_covering, locked_data
 from bhp_ctms.permissions import Permissions
 from bhp_ctms.sites.services import SiteScope
 from bhp_ctms.studies.services import study_access
@@ -68,6 +69,8 @@ class VerifyViews:
         self.site = context.site
         self.participant = context.participant
         self.entry: FormEntry = context.entry
+        # A locked form takes no SDV mark: its page says so, and a post is refused.
+        self.lock = lock_covering(request.db, self.participant, self.entry.form_key)
 
     def page(self, form: VerifyForm) -> dict[str, Any]:
         db = self.request.db
@@ -88,7 +91,12 @@ class VerifyViews:
                 if path not in current and mark.superseded_at is not None
             },
             "whole_form": current.get(WHOLE_FORM),
-            "problem": verification_problem(self.entry),
+            "lock": self.lock,
+            "status": FormStatus.LOCKED if self.lock else self.entry.status,
+            # A locked form's banner says why nothing can be marked.
+            "problem": f"{self.lock.what} is locked"
+            if self.lock
+            else verification_problem(self.entry),
             "can_see_identifiers": bool(self.request.has_permission(Permissions.IDENTIFIERS_VIEW)),
             "verified_at_text": verified_at_text,
             "form_path": form_page_path(self.request, self.study.code, self.entry),
@@ -101,6 +109,8 @@ class VerifyViews:
 
     @view_config(request_method="POST")
     def verify(self) -> Any:
+        if self.lock is not None:
+            raise locked_data(self.lock, self.participant.code)
         form = VerifyForm(self.request.POST)
         form.validate()
         path = form.item.data or WHOLE_FORM

@@ -35,12 +35,16 @@ from bhp_ctms.crf.signatures import (
     signing_role,
 )
 from bhp_ctms.forms import attach_error
+from bhp_ctms.locks.state import ActiveLock, active_locks, lock_covering, locked_data
 from bhp_ctms.permissions import Permissions
 from bhp_ctms.studies.services import study_access
 
 
 class _SignViews(abc.ABC):
     """What both signing pages share: the signer, their form, and refusals."""
+
+    # The lock over what is signed: the page says so, and a post is refused.
+    lock: ActiveLock | None = None
 
     def __init__(self, context: Any, request: Any) -> None:
         self.request = request
@@ -64,6 +68,7 @@ class _SignViews(abc.ABC):
             "signer_name": self.signer.full_name,
             "signer_role": signing_role(self.request.db, self.signer, self.participant),
             "can_see_identifiers": bool(self.request.has_permission(Permissions.IDENTIFIERS_VIEW)),
+            "lock": self.lock,
             "form": form,
         }
 
@@ -80,6 +85,8 @@ class _SignViews(abc.ABC):
         """What to tell the signer, and where to send them, once signed."""
 
     def submit(self) -> Any:
+        if self.lock is not None:
+            raise locked_data(self.lock, self.participant.code)
         form = self.form(self.request.POST)
         if not form.validate():
             return self.page(self.refused(form))
@@ -108,6 +115,7 @@ class EntrySignViews(_SignViews):
     def __init__(self, context: Any, request: Any) -> None:
         super().__init__(context, request)
         self.entry: FormEntry = context.entry
+        self.lock = lock_covering(request.db, self.participant, self.entry.form_key)
 
     def page(self, form: SignForm) -> dict[str, Any]:
         db = self.request.db
@@ -157,6 +165,21 @@ class EntrySignViews(_SignViews):
 )
 class CasebookSignViews(_SignViews):
     """Signing a participant's whole casebook: every form of it, each complete."""
+
+    def __init__(self, context: Any, request: Any) -> None:
+        super().__init__(context, request)
+        # The casebook is locked with its participant, or with any form of it.
+        locks = active_locks(request.db, self.study.id)
+        self.lock = locks.of_participant(self.participant)
+        if self.lock is None and locks:
+            self.lock = next(
+                (
+                    lock
+                    for entry in casebook_entries(request.db, self.participant)
+                    if (lock := locks.of_participant(self.participant, entry.form_key))
+                ),
+                None,
+            )
 
     def page(self, form: SignForm) -> dict[str, Any]:
         db = self.request.db

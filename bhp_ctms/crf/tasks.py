@@ -36,6 +36,8 @@ from bhp_ctms.crf.entry import context_values, form_definition, stored_values
 from bhp_ctms.crf.evaluation import evaluate_entry
 from bhp_ctms.crf.models import FormEntry, FormStatus
 from bhp_ctms.crf.queries import synchronise_system_queries, system_queries_of
+from bhp_ctms.locks.guard import held_locks
+from bhp_ctms.locks.state import ActiveLocks, active_locks, unlocked_entries
 from bhp_ctms.participants.migration import ParticipantsMigrated
 from bhp_ctms.participants.models import Participant
 from bhp_ctms.studies.loading import StudyVersionLoaded
@@ -111,25 +113,35 @@ def run_data_quality(
     ``after_batch`` is called after each batch of entries (the task commits there).
     """
     entry_ids = list(
-        db.scalars(_entries_to_check(study_id, participant_ids).order_by(FormEntry.id))
+        db.scalars(
+            _entries_to_check(study_id, participant_ids, active_locks(db, study_id)).order_by(
+                FormEntry.id
+            )
+        )
     )
     summary = RunSummary()
     for start in range(0, len(entry_ids), DATA_QUALITY_BATCH):
         batch = entry_ids[start : start + DATA_QUALITY_BATCH]
-        summary += _recheck(db, batch, today)
+        summary += _recheck(db, study_id, batch, today)
         db.flush()
         if after_batch is not None:
             after_batch()
     return summary
 
 
-def _entries_to_check(study_id: int, participant_ids: Sequence[int] | None) -> Select[int]:
-    """The ids of the entries a run checks: those not locked, of the study or of some
-    of its participants."""
+def _entries_to_check(
+    study_id: int, participant_ids: Sequence[int] | None, locks: ActiveLocks
+) -> Select[int]:
+    """The ids of the entries a run checks: those no lock covers, of the study or of
+    some of its participants."""
     statement = (
         select(FormEntry.id)
         .join(Participant, FormEntry.participant_id == Participant.id)
-        .where(Participant.study_id == study_id, FormEntry.status != FormStatus.LOCKED)
+        .where(
+            Participant.study_id == study_id,
+            FormEntry.status != FormStatus.LOCKED,
+            unlocked_entries(locks, FormEntry.participant_id, Participant.site_id, FormEntry.id),
+        )
     )
     if participant_ids is not None:
         statement = statement.where(Participant.id.in_(participant_ids))
@@ -138,6 +150,7 @@ def _entries_to_check(study_id: int, participant_ids: Sequence[int] | None) -> S
 
 def _recheck(
     db: Session,
+    study_id: int,
     entry_ids: Sequence[int],
     today: date | None,
 ) -> RunSummary:
@@ -154,7 +167,17 @@ def _recheck(
         # the two never raise the same query twice.
         .with_for_update(of=FormEntry)
     ).all()
-    existing = system_queries_of(db, entry_ids)
+    # An entry locked since the run began is left alone too: the locks are read as they
+    # stay until this batch commits (bhp_ctms.locks.guard), after the entries' row locks
+    # as a save takes them, so none of the batch's writes is refused.
+    locks = held_locks(db, study_id)
+    if locks:
+        entries = [
+            entry
+            for entry in entries
+            if locks.of_participant(entry.participant, entry.form_key) is None
+        ]
+    existing = system_queries_of(db, [entry.id for entry in entries])
     raised = closed = 0
     for entry in entries:
         definition = form_definition(entry.form_version)
@@ -210,7 +233,8 @@ def enqueue_data_quality_run(
 
 
 def _anything_to_check(db: Session, study_id: int, participant_ids: Sequence[int] | None) -> bool:
-    return db.scalar(_entries_to_check(study_id, participant_ids).limit(1)) is not None
+    statement = _entries_to_check(study_id, participant_ids, active_locks(db, study_id))
+    return db.scalar(statement.limit(1)) is not None
 
 
 def recheck_after_load(event: StudyVersionLoaded) -> None:

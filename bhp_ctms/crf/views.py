@@ -48,6 +48,7 @@ from bhp_ctms.crf.models import (
 )
 from bhp_ctms.crf.values import display_value
 from bhp_ctms.db import utc_today
+from bhp_ctms.locks.state import active_locks, lock_covering, locked_data
 from bhp_ctms.participants.models import Visit
 from bhp_ctms.permissions import Permissions
 from bhp_ctms.studies.services import protocol_definition, study_access
@@ -94,13 +95,18 @@ class FormEntryViews:
         self.version = version
         self.definition: FormDefinition = form_definition(version)
         self.form_class = entry_form_class(self.definition, f"{version.id}:{version.sha256}")
+        # The lock over this form (the participant's, their site's, the study's, or the
+        # form's own), if any: the page shows it, and nothing on it can be saved.
+        self.lock = lock_covering(db, self.participant, self.entry.form_key if self.entry else "")
 
     # -- pages ---------------------------------------------------------------------
 
     @property
     def editable(self) -> bool:
-        return bool(self.request.has_permission(Permissions.CRF_ENTER)) and (
-            self.entry is None or self.entry.status != FormStatus.LOCKED
+        return (
+            bool(self.request.has_permission(Permissions.CRF_ENTER))
+            and self.lock is None
+            and (self.entry is None or self.entry.status != FormStatus.LOCKED)
         )
 
     def stored_form(self) -> EntryForm:
@@ -140,6 +146,12 @@ class FormEntryViews:
             "definition": self.definition,
             "form_version": self.version,
             "entry": self.entry,
+            "lock": self.lock,
+            # A locked form shows as such, whatever its stage before the lock.
+            "status": FormStatus.LOCKED if self.lock else self.entry.status if self.entry else None,
+            "can_lock": self.entry is not None
+            and self.lock is None
+            and bool(self.request.has_permission(Permissions.DATA_LOCK)),
             "form": form,
             "editable": self.editable,
             "evaluation": evaluation,
@@ -147,10 +159,12 @@ class FormEntryViews:
             "stored_missing": stored_missing,
             "context_json": json.dumps(context, separators=(",", ":")),
             "today": utc_today().isoformat(),
-            # Asked once, not once an item.
-            "can_raise": bool(self.request.has_permission(Permissions.QUERIES_RAISE)),
+            # Asked once, not once an item; locked data take no new query or SDV mark.
+            "can_raise": self.lock is None
+            and bool(self.request.has_permission(Permissions.QUERIES_RAISE)),
             "can_audit": bool(self.request.has_permission(Permissions.AUDIT_VIEW)),
-            "can_verify": bool(self.request.has_permission(Permissions.SDV_PERFORM)),
+            "can_verify": self.lock is None
+            and bool(self.request.has_permission(Permissions.SDV_PERFORM)),
             "raise_url": self._entry_path("crf_query_new"),
             "sdv_url": self._entry_path("crf_sdv"),
             "history_url": self.request.route_path("audit_history", code=self.study.code),
@@ -201,6 +215,8 @@ class FormEntryViews:
 
     @view_config(request_method="POST", permission=Permissions.CRF_ENTER)
     def save(self) -> Any:
+        if self.lock is not None:
+            raise locked_data(self.lock, self.participant.code)
         if not self.editable:
             raise HTTPNotFound()
         form = self.form_class(self.request.POST)
@@ -384,6 +400,7 @@ class CasebookViews:
             instances.setdefault(event_code, []).append(instance)
         for event_code, instance, _form in entries:
             instances.setdefault(event_code, []).append(instance)
+        locks = active_locks(db, self.study.id)
         sections = []
         for event in definition.events:
             numbers = sorted(set(instances.get(event.code, []))) if event.repeating else [1]
@@ -391,10 +408,14 @@ class CasebookViews:
                 forms = []
                 for form_code in event.forms:
                     entry = entries.get((event.code, instance, form_code))
+                    locked = entry is not None and locks.of_participant(
+                        self.participant, entry.form_key
+                    )
                     forms.append(
                         {
                             "code": form_code,
                             "entry": entry,
+                            "status": FormStatus.LOCKED if locked else entry and entry.status,
                             "open_queries": open_queries.get(entry.id, 0) if entry else 0,
                             "url": self.request.route_path(
                                 "crf_form",
@@ -412,6 +433,7 @@ class CasebookViews:
             "site": self.site,
             "participant": self.participant,
             "access": study_access(self.request, self.study.id),
+            "lock": locks.of_participant(self.participant),
             "sections": sections,
             "titles": self._titles(definition.forms),
         }

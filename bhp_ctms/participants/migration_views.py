@@ -11,6 +11,7 @@ from wtforms.validators import DataRequired, Length
 
 from bhp_ctms.audit.capture import ReasonRequired
 from bhp_ctms.forms import Form, show_reason_required, strip_whitespace
+from bhp_ctms.locks.state import lock_covering, locked_data
 from bhp_ctms.participants.migration import (
     MigrationError,
     MigrationPlan,
@@ -59,6 +60,10 @@ class ParticipantProtocolViews:
             for version in self.versions
             if version.id == self.participant.protocol_version_id
         )
+        # A locked participant stays on their version: the page says so, a post is refused.
+        self.lock = lock_covering(request.db, self.participant)
+        if self.lock is not None and request.method == "POST":
+            raise locked_data(self.lock, self.participant.code)
 
     def page(self, form: MigrationForm, **values: Any) -> dict[str, Any]:
         return {
@@ -69,6 +74,7 @@ class ParticipantProtocolViews:
             "current": self.current,
             "newer": [v for v in self.versions if v.number > self.current.number],
             "form": form,
+            "lock": self.lock,
             "target": None,
             "plan": None,
             "refusal": "",

@@ -16,6 +16,7 @@ from pyramid.view import view_config, view_defaults
 from bhp_ctms.audit.capture import ReasonRequired
 from bhp_ctms.audit.links import audit_history_url, value_history_links
 from bhp_ctms.forms import attach_error, show_reason_required
+from bhp_ctms.locks.state import lock_covering, locked_data, site_lock
 from bhp_ctms.participants.eligibility import latest_assessment
 from bhp_ctms.participants.forms import (
     ConfirmEligibilityForm,
@@ -109,6 +110,7 @@ class RegisterViews(_Views):
         return super().page(
             problem=self.service.registration_problem(self.site),
             with_identifiers=self.can_see_identifiers,
+            lock=site_lock(self.request.db, self.study.id, self.site.id),
             **values,
         )
 
@@ -118,6 +120,9 @@ class RegisterViews(_Views):
 
     @view_config(request_method="POST")
     def register(self) -> Any:
+        lock = site_lock(self.request.db, self.study.id, self.site.id)
+        if lock is not None:
+            raise locked_data(lock)
         form = self.form(self.request.POST)
         if not form.validate() or form.registered_on.data is None:
             return self.invalid(form=form)
@@ -146,9 +151,14 @@ class _ParticipantViews(_Views):
     def __init__(self, context: Any, request: Any) -> None:
         super().__init__(context, request)
         self.participant: Participant = context.participant
+        # A lock over the participant: each page shows it with no form, and any post is
+        # refused before anything is read from it.
+        self.lock = lock_covering(request.db, self.participant)
+        if self.lock is not None and request.method == "POST":
+            raise locked_data(self.lock, self.participant.code)
 
     def page(self, **values: Any) -> dict[str, Any]:
-        return super().page(participant=self.participant, **values)
+        return super().page(participant=self.participant, lock=self.lock, **values)
 
     @property
     def participant_url(self) -> str:
@@ -169,7 +179,7 @@ class ParticipantPageView(_ParticipantViews):
     def newer_protocol_version(self, today: date) -> ProtocolVersion | None:
         """The version in effect, when it is newer than the participant's and the user
         may move participants to it."""
-        if not self.request.has_permission(Permissions.PROTOCOL_MIGRATE):
+        if self.lock is not None or not self.request.has_permission(Permissions.PROTOCOL_MIGRATE):
             return None
         current = current_protocol_version(self.request.db, self.study.id, today)
         if current is None or current.number <= self.participant.protocol_version.number:
@@ -214,8 +224,11 @@ class ParticipantPageView(_ParticipantViews):
             ),
             schedule=participant_schedule(definition, participant, participant.visits, today),
             repeating=repeating_visits(definition, participant),
-            can_edit=bool(self.request.has_permission(Permissions.PARTICIPANTS_EDIT)),
-            can_confirm=bool(self.request.has_permission(Permissions.ELIGIBILITY_CONFIRM)),
+            # Locked data show no edit links at all.
+            can_edit=self.lock is None
+            and bool(self.request.has_permission(Permissions.PARTICIPANTS_EDIT)),
+            can_confirm=self.lock is None
+            and bool(self.request.has_permission(Permissions.ELIGIBILITY_CONFIRM)),
             can_change_status=bool(manual_transitions(participant)),
             can_see_identifiers=can_see_identifiers,
             newer_version=self.newer_protocol_version(today),

@@ -22,6 +22,7 @@ from bhp_ctms.accounts.models import User
 from bhp_ctms.audit.services import record_event
 from bhp_ctms.audit.views.trail import spreadsheet_safe
 from bhp_ctms.forms import attach_error
+from bhp_ctms.locks.state import lock_covering, locked_data
 from bhp_ctms.mail.tasks import send_email
 from bhp_ctms.participants.models import Participant
 from bhp_ctms.permissions import Permissions
@@ -63,6 +64,8 @@ def participant_panel(request: Any, context: Any) -> dict[str, Any] | None:
     study = context.study
     allocation = allocation_of(request.db, participant.id)
     shows_arm = sees_arms(study, request.memberships)
+    # Locked data are neither randomised nor marked invalid; emergency unblinding stays.
+    locked = lock_covering(request.db, participant) is not None
     shown_arm = ""
     if allocation is not None and shows_arm:
         shown_arm = arm_name(definition, allocation.arm_code)
@@ -73,13 +76,14 @@ def participant_panel(request: Any, context: Any) -> dict[str, Any] | None:
         else "",
         "arm_name": shown_arm,
         "blinded_study": study.blinding != Blinding.OPEN,
-        "can_randomise": allocation is None and _has(request, Permissions.RANDOMISE),
+        "can_randomise": allocation is None and not locked and _has(request, Permissions.RANDOMISE),
         "can_unblind": allocation is not None
         and study.blinding != Blinding.OPEN
         and not shows_arm
         and _has(request, Permissions.UNBLIND),
         "can_invalidate": allocation is not None
         and allocation.valid
+        and not locked
         and _has(request, Permissions.ALLOCATION_INVALIDATE),
     }
 
@@ -92,12 +96,19 @@ class _ParticipantPage:
         self.participant: Participant = context.participant
         self.settings = request.registry.settings["bhp_ctms"]
         self.service = RandomisationService(request.db, self.settings)
+        self.lock = lock_covering(request.db, self.participant)
+
+    def refuse_when_locked(self) -> None:
+        """Randomising and marking invalid change locked data: refused before anything."""
+        if self.lock is not None:
+            raise locked_data(self.lock, self.participant.code)
 
     def common(self, **values: Any) -> dict[str, Any]:
         return {
             "study": self.study,
             "site": self.site,
             "participant": self.participant,
+            "lock": self.lock,
             "access": study_access(self.request, self.study.id),
             **values,
         }
@@ -137,6 +148,7 @@ class RandomiseViews(_ParticipantPage):
 
     @view_config(request_method="POST")
     def randomise(self) -> Any:
+        self.refuse_when_locked()
         form = RandomiseForm(self.request.POST)
         try:
             allocation = self.service.randomise(self.request.audit_actor, self.participant)
@@ -225,6 +237,7 @@ class InvalidateViews(_ParticipantPage):
 
     @view_config(request_method="POST")
     def invalidate(self) -> Any:
+        self.refuse_when_locked()
         form = InvalidateForm(self.request.POST)
         allocation = allocation_of(self.request.db, self.participant.id)
         if allocation is None or not allocation.valid or not form.validate():
