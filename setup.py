@@ -9,7 +9,10 @@ INSTALL_REQUIRES = [
     "Jinja2>=3.1.6",
     "kombu>=5.4",
     "lark>=1.2",
+    "lxml>=5.2",
     "nhsuk-frontend-jinja==0.10.2",
+    # pyreadstat writes SAS transport, Stata and SPSS files from pandas data frames.
+    "pandas>=2.2",
     "psycopg[binary]>=3.2",
     "pyotp>=2.9",
     "PyYAML>=6.0",
@@ -17,6 +20,7 @@ INSTALL_REQUIRES = [
     "pyramid_jinja2>=2.10",
     "pyramid_retry>=2.1",
     "pyramid_tm>=2.5",
+    "pyreadstat>=1.2.8",
     "redis>=5",
     "reportlab>=4.2",
     "segno>=1.6",
@@ -54,7 +58,14 @@ setup(
     packages=find_packages(include=["bhp_ctms", "bhp_ctms.*"]),
     include_package_data=True,
     package_data={
-        "bhp_ctms": ["templates/**/*", "static/**/*", "data/*", "crf/expressions/*.lark"]
+        "bhp_ctms": [
+            "templates/**/*",
+            "static/**/*",
+            "data/*",
+            "crf/expressions/*.lark",
+            # The CDISC ODM 1.3.2 schema, read locally: validation never fetches it.
+            "odm/schema-1.3.2/*",
+        ]
     },
     install_requires=INSTALL_REQUIRES,
     extras_require={"tests": TESTS_REQUIRE, "dev": TESTS_REQUIRE + DEV_REQUIRE},

@@ -25,6 +25,8 @@ DOMAINS = (
     "bhp_ctms.crf",
     "bhp_ctms.randomisation",
     "bhp_ctms.locks",
+    "bhp_ctms.storage",
+    "bhp_ctms.exports",
     "bhp_ctms.mail",
 )
 

@@ -13,6 +13,7 @@ from bhp_ctms.crf.models import (
     SourceVerificationPlan,
 )
 from bhp_ctms.db import ModelBase
+from bhp_ctms.exports.models import DatasetExport, DatasetSnapshot
 from bhp_ctms.locks.models import Lock
 from bhp_ctms.mail.models import OutboundEmail
 from bhp_ctms.participants.models import (
@@ -32,6 +33,7 @@ from bhp_ctms.randomisation.models import (
 )
 from bhp_ctms.sessions import UserSession
 from bhp_ctms.sites.models import Site
+from bhp_ctms.storage.models import StoredFile, StoredFileChunk
 from bhp_ctms.studies.models import ProtocolVersion, Study
 
 metadata = ModelBase.metadata
@@ -44,6 +46,8 @@ __all__ = [
     "AuditReview",
     "AuditVerification",
     "ConsentRecord",
+    "DatasetExport",
+    "DatasetSnapshot",
     "EligibilityAssessment",
     "FormEntry",
     "FormVersion",
@@ -63,6 +67,8 @@ __all__ = [
     "Site",
     "SourceVerification",
     "SourceVerificationPlan",
+    "StoredFile",
+    "StoredFileChunk",
     "StratumCounter",
     "Study",
     "Unblinding",

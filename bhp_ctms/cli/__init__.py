@@ -27,6 +27,8 @@ COMMAND_MODULES = (
     "randomisation",
     "permissions",
     "audit",
+    "export",
+    "odm",
     "worker",
     "run",
 )
